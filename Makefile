@@ -1,0 +1,57 @@
+# Thin wrappers over commands you can type yourself; the README shows them.
+SHELL := /bin/bash
+PYTHON ?= python
+VENV := .venv
+BIN := $(VENV)/bin
+MODEL := models/supportbot.tar.gz
+# No telemetry or error reports leave the machine.
+export RASA_TELEMETRY_ENABLED := false
+# Everything a trained model depends on: retrain only when one of these changed.
+MODEL_INPUTS := config.yml domain.yml $(shell find data -name '*.yml') $(shell find supportbot/nlu -name '*.py' 2>/dev/null)
+
+.PHONY: install run shell train test lint validate test-nlu test-core test-py lock clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt packages/en_core_web_sm/pyproject.toml
+	@$(PYTHON) -c 'import sys; assert (3, 8) <= sys.version_info[:2] < (3, 11), "Rasa 3.6 needs Python 3.8-3.10 (see .python-version), got " + sys.version' 
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade 'pip==24.0' 'setuptools==70.3.0' 'wheel==0.45.1'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' ./packages/en_core_web_sm
+	touch $@
+
+install: $(BIN)/.installed
+
+$(MODEL): $(BIN)/.installed $(MODEL_INPUTS)
+	$(BIN)/rasa train --fixed-model-name supportbot --out models
+	@touch $@  # rasa keeps the old file when nothing changed
+
+train: $(MODEL)
+
+run: $(MODEL)
+	$(BIN)/supportbot run
+
+shell: install
+	$(BIN)/supportbot shell
+
+validate: install
+	$(BIN)/rasa data validate
+
+lint: install
+	$(BIN)/ruff check supportbot actions tests
+
+test-nlu: $(MODEL)
+	$(BIN)/supportbot check-nlu --model $(MODEL) --nlu tests/nlu --out results/nlu
+
+test-core: $(MODEL)
+	$(BIN)/rasa test core --model $(MODEL) --stories tests/stories --out results/core --fail-on-prediction-errors
+
+test-py: $(MODEL)
+	$(BIN)/pytest -q
+
+# The full suite, as CI runs it.
+test: lint validate test-nlu test-core test-py
+
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v -iE '^(en.core.web.sm|supportbot) ' > constraints.txt
+
+clean:
+	rm -rf models results var .rasa

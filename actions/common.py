@@ -1,0 +1,55 @@
+"""What every action module shares: backend clients, turn keys, and the one place that turns
+backend errors into honest replies."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from functools import lru_cache
+from typing import Optional
+
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+
+from supportbot.clients.billing import BillingClient
+from supportbot.errors import BackendError, BackendUnavailable, Forbidden, NotFound
+from supportbot.store import HandoffStore
+
+logger = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def billing() -> BillingClient:
+    return BillingClient.from_env()
+
+
+@lru_cache(maxsize=1)
+def handoff_store() -> HandoffStore:
+    return HandoffStore()
+
+
+def turn_key(tracker: Tracker, purpose: str) -> str:
+    """An idempotency key for one write in one conversation turn.
+
+    The same action run again for the same user message (action server retry, channel
+    resend) gets the same key, so the backend performs the write once.
+    """
+    message_id = tracker.latest_message.get("message_id") or ""
+    turn = message_id or str(len(tracker.events))
+    raw = f"{tracker.sender_id}|{turn}|{purpose}"
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:40]
+
+
+def reply_to_backend_error(dispatcher: CollectingDispatcher, error: BackendError) -> None:
+    """The customer-facing answer for a failed backend call. Never claims success."""
+    if isinstance(error, (NotFound, Forbidden)):
+        dispatcher.utter_message(response="utter_not_found")
+    elif isinstance(error, BackendUnavailable):
+        logger.warning("Backend unavailable: %s", error)
+        dispatcher.utter_message(response="utter_backend_unavailable")
+    else:
+        logger.warning("Backend refused the request: %s", error)
+        dispatcher.utter_message(response="utter_backend_refused")
+
+
+def latest_intent(tracker: Tracker) -> Optional[str]:
+    return (tracker.latest_message.get("intent") or {}).get("name")

@@ -1,0 +1,134 @@
+"""Handing a conversation to a person: the record with its full context, the message to the
+customer, and the pause. Resume with `supportbot resume <conversation id>`."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import ConversationPaused, EventType
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.common import handoff_store, latest_intent, turn_key
+from actions.identity import verified_customer
+
+logger = logging.getLogger(__name__)
+
+# Why a conversation goes to a person, by the intent that triggered it.
+REASONS = {
+    "request_human": "customer_request",
+    "complaint": "angry_complaint",
+    "legal_request": "legal",
+    "delete_account": "account_deletion",
+    "nlu_fallback": "not_understood",
+}
+# Offered to the customer (not automatic): what the bot cannot do in chat yet.
+TOPICS = {
+    "cancel_order": "cancel orders",
+    "change_shipping_address": "change a delivery address",
+    "get_invoice": "send invoices",
+    "payment_problem": "look into payment problems",
+    "dispute_charge": "handle disputed charges",
+    "cancel_subscription": "cancel subscriptions",
+    "change_plan": "change plans",
+    "account_access": "unlock accounts",
+    "update_account": "change account details",
+    "report_bug": "file bug reports",
+    "feature_request": "file feature requests",
+    "ticket_status": "look up support tickets",
+    "cancel_subscription+request_refund": "cancel a subscription and refund it",
+}
+
+
+def is_angry(parse_data: Dict[str, Any]) -> bool:
+    """ToneAnalyzer's verdict on the message (supportbot.nlu.tone)."""
+    return bool((parse_data.get("tone") or {}).get("angry"))
+
+
+def hand_off(dispatcher: CollectingDispatcher, tracker: Tracker, reason: str) -> List[EventType]:
+    """Record the handoff (once per turn), tell the customer, pause the bot."""
+    record = handoff_store().record(
+        conversation_id=tracker.sender_id,
+        idempotency_key=turn_key(tracker, "handoff"),
+        reason=reason,
+        customer_id=verified_customer(tracker),
+        context=conversation_context(tracker),
+    )
+    logger.info("Handoff %s for %s (%s)", record.reference, tracker.sender_id, reason)
+    dispatcher.utter_message(response="utter_handoff", handoff_reference=record.reference)
+    return [ConversationPaused()]
+
+
+def conversation_context(tracker: Tracker) -> Dict[str, Any]:
+    """What the person taking over needs: transcript, NLU results, slots."""
+    transcript = []
+    for event in tracker.events:
+        if event.get("event") == "user":
+            parse = event.get("parse_data") or {}
+            transcript.append(
+                {
+                    "from": "customer",
+                    "text": event.get("text"),
+                    "intent": (parse.get("intent") or {}).get("name"),
+                    "confidence": (parse.get("intent") or {}).get("confidence"),
+                    "entities": [
+                        {"entity": e.get("entity"), "value": e.get("value")}
+                        for e in parse.get("entities") or []
+                    ],
+                    "timestamp": event.get("timestamp"),
+                }
+            )
+        elif event.get("event") == "bot":
+            transcript.append(
+                {"from": "bot", "text": event.get("text"), "timestamp": event.get("timestamp")}
+            )
+    latest = tracker.latest_message or {}
+    return {
+        "transcript": transcript,
+        "intent_ranking": (latest.get("intent_ranking") or [])[:5],
+        "entities": latest.get("entities") or [],
+        "tone": latest.get("tone"),
+        "slots": {k: v for k, v in tracker.current_slot_values().items() if v is not None},
+    }
+
+
+class ActionHandoff(Action):
+    def name(self) -> str:
+        return "action_handoff"
+
+    def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        intent = latest_intent(tracker)
+        return hand_off(dispatcher, tracker, REASONS.get(intent or "", "customer_request"))
+
+
+class ActionHandleComplaint(Action):
+    """An angry complaint goes to a person at once; a calm one gets an apology and choices."""
+
+    def name(self) -> str:
+        return "action_handle_complaint"
+
+    def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        if is_angry(tracker.latest_message):
+            dispatcher.utter_message(response="utter_complaint_angry")
+            return hand_off(dispatcher, tracker, reason="angry_complaint")
+        dispatcher.utter_message(response="utter_complaint_calm")
+        return []
+
+
+class ActionOfferHandoff(Action):
+    """For requests the bot can't carry out in chat: say so, and offer a person."""
+
+    def name(self) -> str:
+        return "action_offer_handoff"
+
+    def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        topic = TOPICS.get(latest_intent(tracker) or "", "do that")
+        dispatcher.utter_message(response="utter_offer_handoff", topic=topic)
+        return []

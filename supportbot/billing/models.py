@@ -1,0 +1,244 @@
+"""SQLAlchemy tables of the reference billing & orders service, and their JSON shapes.
+
+Money is `Numeric(12, 2)` read back as `Decimal`; timestamps are naive UTC (SQLite has no time
+zones) and are rendered with a trailing `Z`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SAWarning
+from sqlalchemy.orm import declarative_base, relationship
+
+# SQLite keeps NUMERIC as a float; SQLAlchemy rounds it back to the column's 2 decimals, which
+# is exact for amounts this size, and sums are done in Python on Decimals. So the warning is noise.
+warnings.filterwarnings("ignore", message=r"Dialect sqlite\+pysqlite does \*not\* support Decimal",
+                        category=SAWarning)
+
+Base = declarative_base()
+
+Money = Numeric(12, 2, asdecimal=True)
+CENT = Decimal("0.01")
+
+
+def money(value: Decimal) -> str:
+    """Render an amount with exactly two decimals: `Decimal("49.9")` -> `"49.90"`."""
+    return str(Decimal(value).quantize(CENT))
+
+
+def iso_datetime(value: Optional[dt.datetime]) -> Optional[str]:
+    return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
+
+
+def iso_date(value: Optional[dt.date]) -> Optional[str]:
+    return None if value is None else value.isoformat()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def make_engine(db_url: str) -> Engine:
+    """A 2.0-style engine; for SQLite files, also create the parent folder."""
+    url = make_url(db_url)
+    if not url.drivername.startswith("sqlite"):
+        return create_engine(url, future=True, pool_pre_ping=True)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    # Requests run in worker threads; a generous busy timeout lets concurrent writers queue
+    # behind SQLite's single write lock instead of failing with "database is locked".
+    return create_engine(
+        url, future=True, connect_args={"check_same_thread": False, "timeout": 30}
+    )
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id = Column(String(16), primary_key=True)
+    name = Column(String(200), nullable=False)
+    email = Column(String(254), nullable=False, unique=True)  # stored lower-case
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"id": self.id, "name": self.name, "email": self.email}
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    id = Column(String(7), primary_key=True)
+    customer_id = Column(String(16), ForeignKey("customers.id"), nullable=False, index=True)
+    status = Column(String(16), nullable=False)  # processing|shipped|delivered|cancelled
+    carrier = Column(String(32))
+    tracking_number = Column(String(64))
+    eta = Column(Date)
+    shipping_address = Column(Text, nullable=False)
+    placed_at = Column(DateTime, nullable=False)
+    delivered_at = Column(DateTime)
+    total = Column(Money, nullable=False)
+    currency = Column(String(3), nullable=False)
+    items = relationship("OrderItem", order_by="OrderItem.id", lazy="selectin")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "id": self.id,
+            "customer_id": self.customer_id,
+            "status": self.status,
+            "carrier": self.carrier,
+            "tracking_number": self.tracking_number,
+            "eta": iso_date(self.eta),
+            "shipping_address": self.shipping_address,
+            "placed_at": iso_datetime(self.placed_at),
+            "delivered_at": iso_datetime(self.delivered_at),
+            "total": money(self.total),
+            "currency": self.currency,
+            "items": [item.to_dict() for item in self.items],
+        }
+
+
+class OrderItem(Base):
+    __tablename__ = "order_items"
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    order_id = Column(String(7), ForeignKey("orders.id"), nullable=False, index=True)
+    sku = Column(String(32), nullable=False)
+    name = Column(String(200), nullable=False)
+    qty = Column(Integer, nullable=False)
+    unit_price = Column(Money, nullable=False)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "sku": self.sku,
+            "name": self.name,
+            "qty": self.qty,
+            "unit_price": money(self.unit_price),
+        }
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    id = Column(String(32), primary_key=True)
+    customer_id = Column(String(16), ForeignKey("customers.id"), nullable=False, index=True)
+    order_id = Column(String(7), ForeignKey("orders.id"))
+    amount = Column(Money, nullable=False)
+    currency = Column(String(3), nullable=False)
+    status = Column(String(8), nullable=False)  # paid|open|void
+    issued_at = Column(DateTime, nullable=False)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "id": self.id,
+            "customer_id": self.customer_id,
+            "order_id": self.order_id,
+            "amount": money(self.amount),
+            "currency": self.currency,
+            "status": self.status,
+            "issued_at": iso_datetime(self.issued_at),
+        }
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    id = Column(String(16), primary_key=True)
+    customer_id = Column(String(16), ForeignKey("customers.id"), nullable=False, index=True)
+    invoice_id = Column(String(32), ForeignKey("invoices.id"))
+    order_id = Column(String(7), ForeignKey("orders.id"))
+    amount = Column(Money, nullable=False)
+    currency = Column(String(3), nullable=False)
+    status = Column(String(16), nullable=False)  # succeeded|failed|refunded
+    failure_reason = Column(String(32))  # insufficient_funds|card_declined|expired_card
+    card_last4 = Column(String(4), nullable=False)
+    created_at = Column(DateTime, nullable=False)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "id": self.id,
+            "customer_id": self.customer_id,
+            "invoice_id": self.invoice_id,
+            "order_id": self.order_id,
+            "amount": money(self.amount),
+            "currency": self.currency,
+            "status": self.status,
+            "failure_reason": self.failure_reason,
+            "card_last4": self.card_last4,
+            "created_at": iso_datetime(self.created_at),
+        }
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    # The integer key comes from the database so concurrent inserts never pick the same
+    # public id; `id` ("R-000001") is derived from it inside the same transaction.
+    number = Column(Integer, primary_key=True, autoincrement=True)
+    id = Column(String(16), unique=True)
+    customer_id = Column(String(16), ForeignKey("customers.id"), nullable=False, index=True)
+    order_id = Column(String(7), ForeignKey("orders.id"), index=True)
+    invoice_id = Column(String(32), ForeignKey("invoices.id"), index=True)
+    amount = Column(Money, nullable=False)
+    currency = Column(String(3), nullable=False)
+    reason = Column(Text, nullable=False)
+    status = Column(String(16), nullable=False)  # requested|approved|processed
+    created_at = Column(DateTime, nullable=False)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "id": self.id,
+            "customer_id": self.customer_id,
+            "order_id": self.order_id,
+            "invoice_id": self.invoice_id,
+            "amount": money(self.amount),
+            "currency": self.currency,
+            "reason": self.reason,
+            "status": self.status,
+            "created_at": iso_datetime(self.created_at),
+        }
+
+
+class Plan(Base):
+    __tablename__ = "plans"
+    id = Column(String(16), primary_key=True)  # basic|plus|premium
+    name = Column(String(64), nullable=False)
+    monthly_price = Column(Money, nullable=False)
+    currency = Column(String(3), nullable=False, default="USD")
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    id = Column(String(16), primary_key=True)
+    customer_id = Column(String(16), ForeignKey("customers.id"), nullable=False, index=True)
+    plan_id = Column(String(16), ForeignKey("plans.id"), nullable=False)
+    status = Column(String(16), nullable=False)  # active|cancelled
+    renews_at = Column(Date)
+    started_at = Column(DateTime, nullable=False)
+
+
+class IdempotencyKey(Base):
+    """One row per (customer, key): the first request's fingerprint and its response."""
+
+    __tablename__ = "idempotency_keys"
+    # The unique constraint is what makes concurrent duplicates safe: the second insert
+    # fails (or waits, then fails) instead of creating a second refund.
+    __table_args__ = (UniqueConstraint("customer_id", "key", name="uq_idempotency_key"),)
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    key = Column(String(255), nullable=False)
+    customer_id = Column(String(16), nullable=False)
+    method_path = Column(String(300), nullable=False)
+    request_hash = Column(String(64), nullable=False)
+    status_code = Column(Integer)
+    response_json = Column(Text)
+    created_at = Column(DateTime, nullable=False)

@@ -1,0 +1,185 @@
+"""`supportbot`: run the assistant with embedded defaults, hand conversations back, gate NLU.
+
+  supportbot run                 billing service + action server + Rasa (REST, socket.io)
+  supportbot shell               chat with the running assistant in the terminal
+  supportbot handoffs            list handoff records (open ones by default)
+  supportbot resume SENDER_ID    give a handed-off conversation back to the bot
+  supportbot check-nlu           score the model on the held-out NLU test set, fail below thresholds
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import List, Optional
+
+import requests
+
+from supportbot import processes
+from supportbot.store import HandoffStore
+
+ACTIONS_PORT = 5055  # fixed: endpoints.yml points Rasa at it
+
+BANNER = """
+The assistant is running.
+  Talk in the terminal:   make shell   (= .venv/bin/supportbot shell)
+  Talk over HTTP:         curl -s -X POST {rasa}/webhooks/rest/webhook \\
+                            -H 'Content-Type: application/json' \\
+                            -d '{{"sender": "me", "message": "where is my order 4817263"}}'
+  Socket.IO channel:      {rasa}/socket.io
+  Billing service:        {billing}/openapi.yaml   (demo customer: alice@example.com, order 4817263)
+  Handed-off chats:       .venv/bin/supportbot handoffs
+Logs are in var/logs/. Press Ctrl-C to stop.
+"""
+
+
+def api_token(create: bool) -> Optional[str]:
+    """The token guarding Rasa's HTTP API: RASA_AUTH_TOKEN, else one kept in var/."""
+    if os.environ.get("RASA_AUTH_TOKEN"):
+        return os.environ["RASA_AUTH_TOKEN"]
+    path = Path("var") / "rasa-auth-token"
+    if not path.exists() and create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip() if path.exists() else None
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path.cwd()
+    var = root / "var"
+    log_dir = var / "logs"
+    billing_url = f"http://127.0.0.1:{args.billing_port}"
+    env = {
+        "BILLING_URL": billing_url,
+        "SUPPORTBOT_DB_URL": os.environ.get("SUPPORTBOT_DB_URL", f"sqlite:///{var / 'supportbot.db'}"),
+        "RASA_TELEMETRY_ENABLED": "false",
+    }
+    billing_db = os.environ.get("BILLING_DB_URL", f"sqlite:///{var / 'billing.db'}")
+    servers = [
+        processes.billing_server(args.billing_port, billing_db, log_dir, env),
+        processes.action_server(ACTIONS_PORT, log_dir, env, root),
+        processes.rasa_server(args.port, Path(args.model), root / "endpoints.yml",
+                              root / "credentials.yml", log_dir, api_token(create=True), env, root),
+    ]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print("Starting the billing service, the action server and Rasa (about a minute)...")
+    with processes.running(servers, timeout=300):
+        print(BANNER.format(rasa=f"http://127.0.0.1:{args.port}", billing=billing_url))
+        try:
+            while not stop.wait(1):
+                for server in servers:
+                    if server.process.poll() is not None:
+                        print(f"{server.name} stopped:\n{server.log_tail()}", file=sys.stderr)
+                        return 1
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def shell(args: argparse.Namespace) -> int:
+    """Chat with the running assistant over its REST channel (buttons: type their number)."""
+    url = f"{args.rasa_url}/webhooks/rest/webhook"
+    sender = args.sender or f"shell-{os.getpid()}"
+    print(f"Talking to {url} as {sender!r}. Ctrl-D to quit.")
+    buttons: List[dict] = []
+    while True:
+        try:
+            text = input("you> ")
+        except EOFError:
+            print()
+            return 0
+        if text.strip().isdigit() and 0 < int(text) <= len(buttons):
+            text = buttons[int(text) - 1]["payload"]
+        try:
+            replies = requests.post(url, json={"sender": sender, "message": text}, timeout=60).json()
+        except requests.RequestException as error:
+            print(f"(cannot reach the assistant: {error})")
+            continue
+        buttons = []
+        for reply in replies:
+            if reply.get("text"):
+                print(f"bot> {reply['text']}")
+            for button in reply.get("buttons") or []:
+                buttons.append(button)
+                print(f"     {len(buttons)}. {button['title']}")
+        if not replies:
+            print("(no reply: the conversation may be with a person now)")
+
+
+def handoffs(args: argparse.Namespace) -> int:
+    for record in HandoffStore().list(status=None if args.all else "open"):
+        print(json.dumps({
+            "reference": record.reference, "conversation_id": record.conversation_id,
+            "reason": record.reason, "status": record.status, "customer_id": record.customer_id,
+            "created_at": record.created_at.isoformat(),
+            "last_messages": record.context.get("transcript", [])[-4:],
+        }, ensure_ascii=False, default=str))
+    return 0
+
+
+def resume(args: argparse.Namespace) -> int:
+    url = f"{args.rasa_url}/conversations/{requests.utils.quote(args.sender_id, safe='')}/tracker/events"
+    token = args.token or api_token(create=False)
+    # Rasa 3.6 takes its plain auth token as a query parameter (a Bearer header means a JWT).
+    params = {"token": token} if token else {}
+    response = requests.post(url, json={"event": "resume"}, params=params, timeout=10)
+    if not response.ok:
+        print(f"Rasa refused to resume {args.sender_id}: HTTP {response.status_code} {response.text[:200]}",
+              file=sys.stderr)
+        return 1
+    resolved = HandoffStore().resolve(args.sender_id)
+    print(f"Resumed {args.sender_id}; {resolved} open handoff record(s) marked resolved.")
+    return 0
+
+
+def check_nlu(args: argparse.Namespace) -> int:
+    from supportbot import nlu_gate
+
+    return nlu_gate.main(args.model, args.nlu, args.out, args.min_intent_f1, args.min_entity_f1)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="supportbot", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = root.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("run", help="start everything with embedded defaults")
+    p.add_argument("--model", default="models/supportbot.tar.gz")
+    p.add_argument("--port", type=int, default=int(os.environ.get("RASA_PORT", 5005)))
+    p.add_argument("--billing-port", type=int, default=int(os.environ.get("BILLING_PORT", 5056)))
+    p.set_defaults(func=run)
+    p = commands.add_parser("shell", help="chat with the running assistant in the terminal")
+    p.add_argument("--rasa-url", default=os.environ.get("RASA_URL", "http://127.0.0.1:5005"))
+    p.add_argument("--sender", help="conversation id (default: a new one)")
+    p.set_defaults(func=shell)
+    p = commands.add_parser("handoffs", help="list handoff records")
+    p.add_argument("--all", action="store_true", help="include resolved ones")
+    p.set_defaults(func=handoffs)
+    p = commands.add_parser("resume", help="hand a paused conversation back to the bot")
+    p.add_argument("sender_id")
+    p.add_argument("--rasa-url", default=os.environ.get("RASA_URL", "http://127.0.0.1:5005"))
+    p.add_argument("--token", default=os.environ.get("RASA_AUTH_TOKEN"))
+    p.set_defaults(func=resume)
+    p = commands.add_parser("check-nlu", help="held-out NLU scores with pass/fail thresholds")
+    p.add_argument("--model", default="models/supportbot.tar.gz")
+    p.add_argument("--nlu", default="tests/nlu")
+    p.add_argument("--out", default="results/nlu")
+    p.add_argument("--min-intent-f1", type=float, default=0.90)
+    p.add_argument("--min-entity-f1", type=float, default=0.85)
+    p.set_defaults(func=check_nlu)
+    return root
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

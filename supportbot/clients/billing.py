@@ -1,0 +1,433 @@
+"""Typed HTTP client for the billing & orders service (see supportbot/billing/openapi.yaml).
+
+Every call has a timeout. Reads (GETs, customer verification, refund quotes) and POSTs that
+carry an idempotency key are retried with a short backoff on connection failures, timeouts and
+5xx; 4xx answers are never retried. Failures surface as the typed errors of `supportbot.errors`.
+Only method, path, status and duration are logged -- never bodies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
+from urllib.parse import quote
+
+import requests
+
+from supportbot.errors import (
+    BackendError,
+    BackendUnavailable,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Amount = Union[Decimal, str, int]
+
+
+# --- what the service returns ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    sku: str
+    name: str
+    qty: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
+class Order:
+    id: str
+    customer_id: str
+    status: str  # processing | shipped | delivered | cancelled
+    carrier: Optional[str]
+    tracking_number: Optional[str]
+    eta: Optional[dt.date]
+    shipping_address: str
+    placed_at: dt.datetime
+    delivered_at: Optional[dt.datetime]
+    total: Decimal
+    currency: str
+    items: Tuple[OrderItem, ...]
+
+
+@dataclass(frozen=True)
+class Invoice:
+    id: str
+    customer_id: str
+    order_id: Optional[str]
+    amount: Decimal
+    currency: str
+    status: str  # paid | open | void
+    issued_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Payment:
+    id: str
+    customer_id: str
+    invoice_id: Optional[str]
+    order_id: Optional[str]
+    amount: Decimal
+    currency: str
+    status: str  # succeeded | failed | refunded
+    failure_reason: Optional[str]  # insufficient_funds | card_declined | expired_card
+    card_last4: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Refund:
+    id: str
+    customer_id: str
+    order_id: Optional[str]
+    invoice_id: Optional[str]
+    amount: Decimal
+    currency: str
+    reason: str
+    status: str  # requested | approved | processed
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class RefundQuote:
+    eligible: bool
+    max_refundable: Decimal
+    currency: str
+    # None when eligible, else outside_policy | already_refunded | not_delivered |
+    # exceeds_refundable
+    reason: Optional[str]
+
+
+# --- parsing: any surprise in a 2xx body becomes BackendUnavailable ----------------------
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _opt_text(value: Any) -> Optional[str]:
+    return None if value is None else _text(value)
+
+
+def _money(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError("money must be a decimal string")
+    amount = Decimal(value)
+    if not amount.is_finite():
+        raise ValueError("money must be finite")
+    return amount
+
+
+def _datetime(value: Any) -> dt.datetime:
+    # fromisoformat() only learned the "Z" suffix in Python 3.11.
+    parsed = dt.datetime.fromisoformat(_text(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def _opt_datetime(value: Any) -> Optional[dt.datetime]:
+    return None if value is None else _datetime(value)
+
+
+def _opt_date(value: Any) -> Optional[dt.date]:
+    return None if value is None else dt.date.fromisoformat(_text(value))
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("expected an integer")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("expected a boolean")
+    return value
+
+
+def _customer(d: Dict[str, Any]) -> Customer:
+    return Customer(id=_text(d["id"]), name=_text(d["name"]), email=_text(d["email"]))
+
+
+def _order_item(d: Dict[str, Any]) -> OrderItem:
+    return OrderItem(sku=_text(d["sku"]), name=_text(d["name"]), qty=_int(d["qty"]),
+                     unit_price=_money(d["unit_price"]))
+
+
+def _order(d: Dict[str, Any]) -> Order:
+    return Order(
+        id=_text(d["id"]), customer_id=_text(d["customer_id"]), status=_text(d["status"]),
+        carrier=_opt_text(d["carrier"]), tracking_number=_opt_text(d["tracking_number"]),
+        eta=_opt_date(d["eta"]), shipping_address=_text(d["shipping_address"]),
+        placed_at=_datetime(d["placed_at"]), delivered_at=_opt_datetime(d["delivered_at"]),
+        total=_money(d["total"]), currency=_text(d["currency"]),
+        items=tuple(_order_item(item) for item in _array(d["items"])),
+    )
+
+
+def _invoice(d: Dict[str, Any]) -> Invoice:
+    return Invoice(
+        id=_text(d["id"]), customer_id=_text(d["customer_id"]), order_id=_opt_text(d["order_id"]),
+        amount=_money(d["amount"]), currency=_text(d["currency"]), status=_text(d["status"]),
+        issued_at=_datetime(d["issued_at"]),
+    )
+
+
+def _payment(d: Dict[str, Any]) -> Payment:
+    return Payment(
+        id=_text(d["id"]), customer_id=_text(d["customer_id"]),
+        invoice_id=_opt_text(d["invoice_id"]), order_id=_opt_text(d["order_id"]),
+        amount=_money(d["amount"]), currency=_text(d["currency"]), status=_text(d["status"]),
+        failure_reason=_opt_text(d["failure_reason"]), card_last4=_text(d["card_last4"]),
+        created_at=_datetime(d["created_at"]),
+    )
+
+
+def _refund(d: Dict[str, Any]) -> Refund:
+    return Refund(
+        id=_text(d["id"]), customer_id=_text(d["customer_id"]),
+        order_id=_opt_text(d["order_id"]), invoice_id=_opt_text(d["invoice_id"]),
+        amount=_money(d["amount"]), currency=_text(d["currency"]), reason=_text(d["reason"]),
+        status=_text(d["status"]), created_at=_datetime(d["created_at"]),
+    )
+
+
+def _quote(d: Dict[str, Any]) -> RefundQuote:
+    return RefundQuote(eligible=_bool(d["eligible"]), max_refundable=_money(d["max_refundable"]),
+                       currency=_text(d["currency"]), reason=_opt_text(d["reason"]))
+
+
+def _array(value: Any) -> list:
+    if not isinstance(value, list):
+        raise TypeError("expected a list")
+    return value
+
+
+def _parse(parser: Callable[[Any], T], payload: Any, what: str) -> T:
+    try:
+        return parser(payload)
+    except (KeyError, TypeError, ValueError, InvalidOperation, AttributeError) as exc:
+        raise BackendUnavailable(f"billing returned an unexpected {what}: {exc}") from None
+
+
+# --- error mapping -----------------------------------------------------------------------
+
+_ERRORS_BY_STATUS = {400: InvalidRequest, 401: Forbidden, 403: Forbidden, 404: NotFound,
+                     409: Conflict, 422: InvalidRequest, 429: BackendUnavailable}
+
+
+def _error_for(response: requests.Response) -> BackendError:
+    """The typed error for a non-2xx response, keeping the service's `code` when it sent one."""
+    status = response.status_code
+    if status >= 500 or status < 400:
+        return BackendUnavailable(f"billing answered HTTP {status}", status=status)
+    error_class = _ERRORS_BY_STATUS.get(status, InvalidRequest)
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = None, f"billing answered HTTP {status}"
+    return error_class(message, code=code, status=status)
+
+
+class _Transient(Exception):
+    """A failure worth retrying (no answer, or a 5xx); carries the error to raise at the end."""
+
+    def __init__(self, error: BackendUnavailable) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+# --- the client --------------------------------------------------------------------------
+
+
+class BillingClient:
+    """Talks to one billing service; safe to share across actions."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 5.0,
+        retries: int = 2,
+        session: Optional[requests.Session] = None,
+        backoff: float = 0.1,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self.session = session or requests.Session()
+
+    @classmethod
+    def from_env(cls) -> BillingClient:
+        """Env BILLING_URL (default http://127.0.0.1:5056), BILLING_TIMEOUT seconds (5)."""
+        return cls(os.environ.get("BILLING_URL", "http://127.0.0.1:5056"),
+                   timeout=float(os.environ.get("BILLING_TIMEOUT", "5")))
+
+    # -- service and customers
+
+    def health(self) -> bool:
+        """True when the service answers; otherwise raises BackendUnavailable."""
+        payload = self.request("GET", "health")
+        if not isinstance(payload, dict) or payload.get("status") != "ok":
+            raise BackendUnavailable("billing is not healthy")
+        return True
+
+    def verify_customer(self, email: str, order_id: str) -> Customer:
+        """The customer owning `order_id` whose email is `email`; NotFound otherwise."""
+        payload = self.request("POST", "customers", "verify", read_only=True,
+                               body={"email": email, "order_id": order_id})
+        return _parse(_customer, payload, "customer")
+
+    def get_customer(self, cid: str) -> Customer:
+        return _parse(_customer, self.request("GET", "customers", cid), "customer")
+
+    # -- orders, invoices, payments
+
+    def get_order(self, cid: str, oid: str) -> Order:
+        return _parse(_order, self.request("GET", "customers", cid, "orders", oid), "order")
+
+    def list_orders(self, cid: str) -> Tuple[Order, ...]:
+        return self._list("orders", _order, cid)
+
+    def get_invoice(self, cid: str, iid: str) -> Invoice:
+        payload = self.request("GET", "customers", cid, "invoices", iid)
+        return _parse(_invoice, payload, "invoice")
+
+    def list_invoices(self, cid: str) -> Tuple[Invoice, ...]:
+        return self._list("invoices", _invoice, cid)
+
+    def list_payments(self, cid: str) -> Tuple[Payment, ...]:
+        return self._list("payments", _payment, cid)
+
+    # -- refunds
+
+    def refund_quote(
+        self,
+        cid: str,
+        *,
+        order_id: Optional[str] = None,
+        invoice_id: Optional[str] = None,
+        amount: Optional[Amount] = None,
+    ) -> RefundQuote:
+        """Whether (and how much) can be refunded; a read, so it may be retried."""
+        body = _refund_target(order_id, invoice_id)
+        if amount is not None:
+            body["amount"] = str(amount)
+        payload = self.request("POST", "customers", cid, "refunds", "quote", body=body,
+                               read_only=True)
+        return _parse(_quote, payload, "refund quote")
+
+    def create_refund(
+        self,
+        cid: str,
+        *,
+        order_id: Optional[str] = None,
+        invoice_id: Optional[str] = None,
+        amount: Amount,
+        reason: str,
+        idempotency_key: str,
+    ) -> Refund:
+        """Create an approved refund. Reuse `idempotency_key` to retry the same refund safely.
+
+        Policy refusals raise InvalidRequest with code outside_policy, already_refunded,
+        not_delivered or exceeds_refundable; a key reused for another request raises Conflict.
+        """
+        body = {**_refund_target(order_id, invoice_id), "amount": str(amount), "reason": reason}
+        payload = self.request("POST", "customers", cid, "refunds", body=body,
+                               idempotency_key=idempotency_key)
+        return _parse(_refund, payload, "refund")
+
+    def get_refund(self, cid: str, rid: str) -> Refund:
+        return _parse(_refund, self.request("GET", "customers", cid, "refunds", rid), "refund")
+
+    def list_refunds(self, cid: str, order_id: Optional[str] = None) -> Tuple[Refund, ...]:
+        params = {"order_id": order_id} if order_id else None
+        return self._list("refunds", _refund, cid, params=params)
+
+    # -- transport
+
+    def request(
+        self,
+        method: str,
+        *path_parts: str,
+        body: Optional[Dict[str, Any]] = None,
+        params: Optional[Dict[str, str]] = None,
+        idempotency_key: Optional[str] = None,
+        read_only: bool = False,
+    ) -> Any:
+        """Send one logical request and return the decoded 2xx JSON body.
+
+        The single place that applies timeouts, retries and error mapping. Retried only when
+        repeating it cannot do harm: GETs, `read_only` POSTs, and requests with an
+        idempotency key.
+        """
+        path = "/" + "/".join(quote(str(part), safe="") for part in path_parts)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        retryable = method == "GET" or read_only or bool(idempotency_key)
+        attempts = 1 + (self.retries if retryable else 0)
+        for attempt in range(attempts):
+            try:
+                return self._send(method, path, body, params, headers)
+            except _Transient as transient:
+                if attempt + 1 >= attempts:
+                    raise transient.error from None
+                time.sleep(self.backoff * (2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, method: str, path: str, body: Any, params: Any, headers: Dict) -> Any:
+        started = time.monotonic()
+        try:
+            response = self.session.request(method, self.base_url + path, json=body,
+                                            params=params, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            logger.warning("billing %s %s failed after %.0f ms: %s", method, path,
+                           _ms_since(started), type(exc).__name__)
+            raise _Transient(BackendUnavailable(
+                f"billing unreachable ({type(exc).__name__})")) from None
+        logger.debug("billing %s %s -> %s in %.0f ms", method, path, response.status_code,
+                     _ms_since(started))
+        if response.status_code >= 500:
+            raise _Transient(_error_for(response))
+        if not 200 <= response.status_code < 300:
+            raise _error_for(response)
+        try:
+            return response.json()
+        except ValueError:
+            raise BackendUnavailable("billing returned a body that is not JSON",
+                                     status=response.status_code) from None
+
+    def _list(
+        self, name: str, parser: Callable[[Any], T], cid: str, **kwargs: Any
+    ) -> Tuple[T, ...]:
+        payload = self.request("GET", "customers", cid, name, **kwargs)
+        return _parse(lambda p: tuple(parser(row) for row in _array(p[name])), payload, name)
+
+
+def _refund_target(order_id: Optional[str], invoice_id: Optional[str]) -> Dict[str, Any]:
+    if (order_id is None) == (invoice_id is None):
+        raise ValueError("give exactly one of order_id or invoice_id")
+    return {"order_id": order_id} if order_id is not None else {"invoice_id": invoice_id}
+
+
+def _ms_since(started: float) -> float:
+    return (time.monotonic() - started) * 1000

@@ -1,0 +1,63 @@
+"""Real billing servers for the tests: one on a temp SQLite file, one on Postgres.
+
+Each server is `python -m supportbot.billing --reset` in a subprocess, so the tests exercise
+exactly what a developer runs.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from supportbot import processes
+
+POSTGRES_URL = os.environ.get(
+    "BILLING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def _serve(db_url: str, log_dir: Path) -> Iterator[str]:
+    server = processes.billing_server(processes.free_port(), db_url, log_dir, reset=True)
+    with processes.running([server], timeout=60):
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def billing_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a billing service on a fresh SQLite database."""
+    tmp = tmp_path_factory.mktemp("billing-sqlite")
+    yield from _serve(f"sqlite:///{tmp / 'billing.db'}", tmp)
+
+
+@pytest.fixture(scope="session")
+def postgres_billing_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a billing service on Postgres, in a schema of its own dropped afterwards."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        admin = psycopg2.connect(POSTGRES_URL, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        pytest.skip(f"Postgres unreachable at {POSTGRES_URL}: {str(exc).strip()}")
+    admin.autocommit = True
+    # A fresh schema per run keeps repeated and parallel runs apart.
+    schema = f"billing_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        separator = "&" if "?" in POSTGRES_URL else "?"
+        yield from _serve(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}",
+                          tmp_path_factory.mktemp("billing-postgres"))
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_billing_url(request: pytest.FixtureRequest) -> str:
+    """Runs a test once per database backend."""
+    name = "billing_url" if request.param == "sqlite" else "postgres_billing_url"
+    return request.getfixturevalue(name)

@@ -1,0 +1,252 @@
+"""BillingClient against a misbehaving server: typed errors, timeouts and the retry policy.
+
+The fake server picks its behaviour from the first path segment, so a client created with
+base URL `http://host:port/503` gets a 503 on every call. It counts the requests it sees.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Dict, Iterator, List, Tuple
+
+import pytest
+
+from supportbot.clients.billing import BillingClient, Customer
+from supportbot.errors import (
+    BackendUnavailable,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+TIMEOUT = 0.3
+RETRIES = 2
+CUSTOMER = {"id": "C-1001", "name": "Alice Martin", "email": "alice@example.com"}
+
+
+def error_body(code: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": f"{code} happened"}}).encode()
+
+
+# behaviour -> (status, content type, body)
+CANNED: Dict[str, Tuple[int, str, bytes]] = {
+    "ok": (200, "application/json", json.dumps(CUSTOMER).encode()),
+    "created": (201, "application/json", json.dumps(CUSTOMER).encode()),
+    "500": (500, "application/json", error_body("internal_error")),
+    "503": (503, "text/html", b"<h1>Service Unavailable</h1>"),
+    "400": (400, "text/html", b"<h1>Bad Request</h1>"),
+    "401": (401, "application/json", error_body("unauthorized")),
+    "403": (403, "application/json", error_body("forbidden")),
+    "404": (404, "application/json", error_body("not_found")),
+    "409": (409, "application/json", error_body("idempotency_key_reused")),
+    "422": (422, "application/json", error_body("exceeds_refundable")),
+    "garbage": (200, "application/json", b"<html>definitely not json"),
+    "wrong-shape": (200, "application/json", b'{"unexpected": [1, 2, 3]}'),
+    "wrong-types": (200, "application/json", json.dumps({**CUSTOMER, "name": 42}).encode()),
+    "bad-list": (200, "application/json", b'{"orders": {"id": "4817263"}}'),
+}
+
+
+class FakeBilling(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.seen: List[Tuple[str, str, Dict[str, str]]] = []  # method, raw path, headers
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # hanging up on purpose makes the handler's final flush fail; that is expected
+
+    def count(self, behaviour: str) -> int:
+        with self.lock:
+            return sum(1 for _, path, _ in self.seen if path.split("/")[1] == behaviour)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeBilling
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._handle()
+
+    def log_message(self, *args: object) -> None:  # keep the test output clean
+        pass
+
+    def _handle(self) -> None:
+        with self.server.lock:
+            self.server.seen.append((self.command, self.path, dict(self.headers)))
+        behaviour = self.path.split("/")[1]
+        if behaviour == "close":  # hang up without answering
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if behaviour == "slow":
+            time.sleep(TIMEOUT * 3)
+            behaviour = "ok"
+        if behaviour == "flaky":  # fails once, then works
+            behaviour = "503" if self.server.count("flaky") == 1 else "ok"
+        self._reply(*CANNED[behaviour])
+
+    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeBilling]:
+    server = FakeBilling()
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def client_for(fake: FakeBilling, behaviour: str) -> BillingClient:
+    return BillingClient(f"{fake.url}/{behaviour}", timeout=TIMEOUT, retries=RETRIES,
+                         backoff=0.01)
+
+
+# --- failures that are worth retrying ----------------------------------------------------
+
+
+@pytest.mark.parametrize("behaviour", ["slow", "500", "503", "close"])
+def test_unavailable_gets_are_retried(fake: FakeBilling, behaviour: str):
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable):
+        client_for(fake, behaviour).get_customer("C-1001")
+    assert fake.count(behaviour) == 1 + RETRIES
+    assert time.monotonic() - started < (1 + RETRIES) * TIMEOUT + 1.0
+
+
+def test_nothing_listening_is_unavailable():
+    with socket.socket() as sock:  # bound but not listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        client = BillingClient(f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=TIMEOUT,
+                               backoff=0.01)
+        with pytest.raises(BackendUnavailable) as error:
+            client.health()
+    assert error.value.code == "unavailable" and error.value.status is None
+
+
+def test_a_retry_can_succeed(fake: FakeBilling):
+    assert client_for(fake, "flaky").get_customer("C-1001") == Customer(**CUSTOMER)
+    assert fake.count("flaky") == 2
+
+
+def test_post_without_idempotency_key_is_not_retried(fake: FakeBilling):
+    with pytest.raises(BackendUnavailable):
+        client_for(fake, "503").request("POST", "customers", "C-1001", "refunds", body={})
+    assert fake.count("503") == 1
+
+
+def test_post_with_idempotency_key_is_retried_with_the_same_key(fake: FakeBilling):
+    with pytest.raises(BackendUnavailable):
+        client_for(fake, "503").create_refund("C-1001", order_id="4817264", amount="5",
+                                              reason="broken", idempotency_key="key-1")
+    keys = {headers.get("Idempotency-Key") for _, _, headers in fake.seen}
+    assert fake.count("503") == 1 + RETRIES and keys == {"key-1"}
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: c.verify_customer("alice@example.com", "4817263"),
+    lambda c: c.refund_quote("C-1001", order_id="4817264"),
+], ids=["verify", "quote"])
+def test_read_only_posts_are_retried(fake: FakeBilling, call):
+    with pytest.raises(BackendUnavailable):
+        call(client_for(fake, "503"))
+    assert [method for method, _, _ in fake.seen] == ["POST"] * (1 + RETRIES)
+
+
+# --- answers that are final ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("behaviour, error_class, code", [
+    ("400", InvalidRequest, "invalid_request"),
+    ("401", Forbidden, "unauthorized"),
+    ("403", Forbidden, "forbidden"),
+    ("404", NotFound, "not_found"),
+    ("409", Conflict, "idempotency_key_reused"),
+    ("422", InvalidRequest, "exceeds_refundable"),
+])
+def test_4xx_maps_to_typed_error_and_is_never_retried(
+    fake: FakeBilling, behaviour: str, error_class: type, code: str
+):
+    with pytest.raises(error_class) as error:
+        client_for(fake, behaviour).create_refund("C-1001", order_id="4817264", amount="5",
+                                                  reason="x", idempotency_key="key-2")
+    assert (error.value.code, error.value.status) == (code, int(behaviour))
+    assert fake.count(behaviour) == 1
+
+
+@pytest.mark.parametrize("behaviour, call", [
+    ("garbage", lambda c: c.get_customer("C-1001")),
+    ("wrong-shape", lambda c: c.get_customer("C-1001")),
+    ("wrong-types", lambda c: c.get_customer("C-1001")),
+    ("wrong-shape", lambda c: c.get_order("C-1001", "4817263")),
+    ("bad-list", lambda c: c.list_orders("C-1001")),
+    ("ok", lambda c: c.refund_quote("C-1001", order_id="4817264")),  # a customer, not a quote
+    ("ok", lambda c: c.health()),
+])
+def test_unusable_2xx_body_is_unavailable(fake: FakeBilling, behaviour: str, call):
+    with pytest.raises(BackendUnavailable):
+        call(client_for(fake, behaviour))
+
+
+def test_any_2xx_is_success(fake: FakeBilling):
+    assert client_for(fake, "created").get_customer("C-1001").id == "C-1001"
+
+
+# --- requests the client builds -----------------------------------------------------------
+
+
+def test_path_parts_are_url_encoded(fake: FakeBilling):
+    client_for(fake, "ok").get_customer("C-1001/../orders?x=1 é")
+    assert fake.seen[0][1] == "/ok/customers/C-1001%2F..%2Forders%3Fx%3D1%20%C3%A9"
+
+
+def test_logs_carry_no_bodies(fake: FakeBilling, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.DEBUG, logger="supportbot.clients.billing")
+    with pytest.raises(BackendUnavailable):
+        client_for(fake, "503").create_refund("C-1001", order_id="4817264", amount="5",
+                                              reason="secret-reason", idempotency_key="k")
+    client_for(fake, "ok").verify_customer("alice@example.com", "4817263")
+    assert caplog.records and "secret-reason" not in caplog.text
+    assert "alice@example.com" not in caplog.text
+
+
+def test_from_env(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("BILLING_URL", "http://billing.internal:8080/")
+    monkeypatch.setenv("BILLING_TIMEOUT", "0.5")
+    client = BillingClient.from_env()
+    assert (client.base_url, client.timeout) == ("http://billing.internal:8080", 0.5)
+    monkeypatch.delenv("BILLING_URL")
+    monkeypatch.delenv("BILLING_TIMEOUT")
+    assert BillingClient.from_env().base_url == "http://127.0.0.1:5056"
+
+
+def test_refund_target_must_be_exactly_one():
+    client = BillingClient("http://127.0.0.1:9", timeout=TIMEOUT)
+    with pytest.raises(ValueError):
+        client.refund_quote("C-1001")
+    with pytest.raises(ValueError):
+        client.refund_quote("C-1001", order_id="4817264", invoice_id="INV-2026-00042")

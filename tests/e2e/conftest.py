@@ -1,0 +1,109 @@
+"""The whole assistant as real processes: billing service, action server and Rasa server
+(REST and socket.io channels, SQLite tracker store), each on a free port with its own
+temporary databases. Started once per test session; tests talk to it over HTTP."""
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import pytest
+import requests
+import yaml
+
+from supportbot import processes
+from supportbot.clients.billing import BillingClient
+from supportbot.store import HandoffStore
+
+IDENTITY_SECRET = "test-identity-secret-of-32-bytes!!"
+API_TOKEN = "test-rasa-api-token"
+
+
+@dataclass
+class Stack:
+    rasa_url: str
+    actions_url: str
+    billing_url: str
+    tracker_db: Path
+    store_db_url: str
+    log_dir: Path
+
+    def say(self, sender: str, text: str, metadata: Optional[Dict[str, Any]] = None,
+            timeout: float = 60) -> List[Dict[str, Any]]:
+        payload: Dict[str, Any] = {"sender": sender, "message": text}
+        if metadata:
+            payload["metadata"] = metadata
+        response = requests.post(f"{self.rasa_url}/webhooks/rest/webhook", json=payload, timeout=timeout)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def texts(self, sender: str, text: str, **kwargs: Any) -> str:
+        """Everything the bot answered to one message, as one string."""
+        return "\n".join(m.get("text", "") for m in self.say(sender, text, **kwargs))
+
+    def api(self, path: str) -> Any:
+        """GET from Rasa's HTTP API, which needs the token (Rasa 3.6 reads it from ?token=)."""
+        response = requests.get(f"{self.rasa_url}{path}", params={"token": API_TOKEN}, timeout=30,
+                                headers={"Accept": "application/json"})
+        response.raise_for_status()
+        return response.json()
+
+    def tracker(self, sender: str) -> Dict[str, Any]:
+        return self.api(f"/conversations/{sender}/tracker")
+
+    def billing(self) -> BillingClient:
+        return BillingClient(self.billing_url, timeout=5)
+
+    def handoffs(self) -> HandoffStore:
+        return HandoffStore(self.store_db_url)
+
+    def stored_text(self) -> str:
+        """Every byte of the tracker store, as text: to prove what is (not) stored."""
+        with sqlite3.connect(self.tracker_db) as connection:
+            rows = connection.execute("SELECT data FROM events").fetchall()
+        return "\n".join(row[0] for row in rows)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("stack")
+    rasa_port, actions_port, billing_port = (processes.free_port() for _ in range(3))
+    tracker_db = tmp / "tracker.db"
+    endpoints = tmp / "endpoints.yml"
+    endpoints.write_text(yaml.safe_dump({
+        "action_endpoint": {"url": f"http://127.0.0.1:{actions_port}/webhook"},
+        "tracker_store": {"type": "SQL", "dialect": "sqlite", "db": str(tracker_db)},
+    }))
+    store_db_url = f"sqlite:///{tmp / 'supportbot.db'}"
+    env = {
+        "BILLING_URL": f"http://127.0.0.1:{billing_port}",
+        "BILLING_TIMEOUT": "3",
+        "SUPPORTBOT_DB_URL": store_db_url,
+        "SUPPORTBOT_IDENTITY_SECRET": IDENTITY_SECRET,
+    }
+    servers = [
+        processes.billing_server(billing_port, f"sqlite:///{tmp / 'billing.db'}", tmp, env, reset=True),
+        processes.action_server(actions_port, tmp, env, repo),
+        processes.rasa_server(rasa_port, model, endpoints, repo / "credentials.yml", tmp,
+                              API_TOKEN, env, repo),
+    ]
+    with processes.running(servers, timeout=240):
+        yield Stack(servers[2].url, servers[1].url, servers[0].url, tracker_db, store_db_url, tmp)
+
+
+@pytest.fixture
+def api_token() -> str:
+    return API_TOKEN
+
+
+@pytest.fixture
+def identity_secret() -> str:
+    return IDENTITY_SECRET
+
+
+@pytest.fixture
+def sender() -> str:
+    """A fresh conversation id per test."""
+    return f"test-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,79 @@
+"""When the billing service is down or slow, actions say so plainly, offer a person, and
+never claim success. An action server is started against a dead port and against a server
+that answers too slowly; requests are sent to it exactly as Rasa sends them."""
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
+
+import pytest
+import requests
+
+from supportbot import processes
+
+
+class SlowHandler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        time.sleep(3)
+        self.send_response(200)
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def slow_billing() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", processes.free_port()), SlowHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _action_server(billing_url: str, tmp_path_factory, repo) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("actions")
+    env = {"BILLING_URL": billing_url, "BILLING_TIMEOUT": "1",
+           "SUPPORTBOT_DB_URL": f"sqlite:///{tmp / 'store.db'}"}
+    server = processes.action_server(processes.free_port(), tmp, env, repo)
+    with processes.running([server], timeout=120):
+        yield server.url
+
+
+@pytest.fixture(scope="module", params=["down", "slow"])
+def failing_actions(request, tmp_path_factory, repo, slow_billing) -> Iterator[str]:
+    billing = f"http://127.0.0.1:{processes.free_port()}" if request.param == "down" else slow_billing
+    yield from _action_server(billing, tmp_path_factory, repo)
+
+
+def _run(actions_url: str, stack, action: str, slots: dict, text: str = "yes") -> dict:
+    domain = stack.api("/domain")
+    message = {"intent": {"name": "affirm", "confidence": 1.0}, "entities": [], "text": text,
+               "message_id": "m-1", "metadata": {}}
+    tracker = {"sender_id": "backend-failure", "slots": slots, "latest_message": message,
+               "events": [{"event": "user", "text": text, "parse_data": message}],
+               "paused": False, "followup_action": None, "active_loop": {},
+               "latest_action_name": "action_listen"}
+    response = requests.post(f"{actions_url}/webhook", json={
+        "next_action": action, "sender_id": "backend-failure", "tracker": tracker,
+        "domain": domain, "version": "3.6.21"}, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_order_status_says_the_system_is_unavailable(failing_actions, stack):
+    result = _run(failing_actions, stack, "action_order_status",
+                  {"customer_id": "C-1001", "customer_verified": True, "order_id": "4817263"})
+    [reply] = result["responses"]
+    assert reply["response"] == "utter_backend_unavailable"
+
+
+def test_refund_is_not_claimed_when_billing_fails(failing_actions, stack):
+    quote = {"order_id": "4817264", "amount": "49.99", "currency": "USD", "reason": "broken"}
+    result = _run(failing_actions, stack, "action_create_refund",
+                  {"customer_id": "C-1001", "customer_verified": True, "refund_quote": quote})
+    assert [r["response"] for r in result["responses"]] == ["utter_backend_unavailable"]
+    assert not any(e.get("name") == "refund_id" for e in result["events"])
