@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
+import fake_slack
 import pytest
 import requests
 import yaml
@@ -67,7 +68,16 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path) -> Iterator[Stack]:
+def slack_api() -> Iterator[fake_slack.FakeSlack]:
+    """The fake Slack Web API the Rasa server posts replies to; started before the stack."""
+    fake = fake_slack.FakeSlack().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
+          slack_api: fake_slack.FakeSlack) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
     rasa_port, actions_port, billing_port = (processes.free_port() for _ in range(3))
     tracker_db = tmp / "tracker.db"
@@ -82,6 +92,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path) -> 
         "BILLING_TIMEOUT": "3",
         "SUPPORTBOT_DB_URL": store_db_url,
         "SUPPORTBOT_IDENTITY_SECRET": IDENTITY_SECRET,
+        # The Slack channel, posting to the fake Slack Web API (see fake_slack.py).
+        "SLACK_BOT_TOKEN": fake_slack.BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": fake_slack.SIGNING_SECRET,
+        "SLACK_API_URL": slack_api.url,
     }
     servers = [
         processes.billing_server(billing_port, f"sqlite:///{tmp / 'billing.db'}", tmp, env, reset=True),
