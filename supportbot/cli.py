@@ -5,6 +5,7 @@
   supportbot handoffs            list handoff records (open ones by default)
   supportbot resume SENDER_ID    give a handed-off conversation back to the bot
   supportbot check-nlu           score the model on the held-out NLU test set, fail below thresholds
+  supportbot bench               benchmark an NLU config against Rasa's default pipeline
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import List, Optional
 import requests
 
 from supportbot import processes
+from supportbot.benchmark.command import add_arguments as bench_arguments
 from supportbot.store import HandoffStore
 
 ACTIONS_PORT = 5055  # fixed: endpoints.yml points Rasa at it
@@ -145,6 +147,12 @@ def check_nlu(args: argparse.Namespace) -> int:
     return nlu_gate.main(args.model, args.nlu, args.out, args.min_intent_f1, args.min_entity_f1)
 
 
+def bench(args: argparse.Namespace) -> int:
+    from supportbot.benchmark import command
+
+    return command.run(args)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="supportbot", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,6 +181,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-intent-f1", type=float, default=0.90)
     p.add_argument("--min-entity-f1", type=float, default=0.85)
     p.set_defaults(func=check_nlu)
+    p = commands.add_parser("bench", help="benchmark an NLU config against Rasa's default pipeline")
+    bench_arguments(p)
+    p.set_defaults(func=bench)
     return root
 
 

@@ -1,0 +1,97 @@
+"""Splits, sampling and label mapping of the benchmark's data sets, on tiny files written here."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from supportbot.benchmark import datasets
+from supportbot.benchmark.runner import prepare_config
+
+
+def write_csv(path: Path, rows) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "category"])
+        writer.writerows(rows)
+    return path
+
+
+def test_banking77_stratified_validation_split_is_seeded(tmp_path):
+    rows = [(f"{intent} text {i}", intent) for intent in ("a", "b", "c") for i in range(20)]
+    train_csv = write_csv(tmp_path / "train.csv", rows)
+    first = datasets.load_banking77(train_csv, val_fraction=0.1, seed=7)
+    again = datasets.load_banking77(train_csv, val_fraction=0.1, seed=7)
+    run = first.runs[0]
+    assert [e.text for e in run.test] == [e.text for e in again.runs[0].test]
+    assert sorted(e.intent for e in run.test) == ["a", "a", "b", "b", "c", "c"]  # 10% of 20 per intent
+    assert len(run.train) == 54
+    assert not {e.text for e in run.train} & {e.text for e in run.test}
+
+
+def test_banking77_shots_subset_and_test_file(tmp_path):
+    rows = [(f"{intent} text {i}", intent) for intent in "abcdef" for i in range(30)]
+    train_csv = write_csv(tmp_path / "train.csv", rows)
+    test_csv = write_csv(tmp_path / "test.csv", [(f"{intent} held out", intent) for intent in "abcdef"])
+    benchmark = datasets.load_banking77(train_csv, test_csv, shots=10, subset_intents=3, seed=1)
+    run = benchmark.runs[0]
+    intents = benchmark.info["intents"]
+    assert len(intents) == 3
+    assert sorted({e.intent for e in run.train}) == intents
+    assert all(sum(e.intent == i for e in run.train) == 10 for i in intents)
+    assert sorted(e.intent for e in run.test) == intents  # test file, filtered to the same intents
+
+
+def test_nlupp_protocols():
+    low = datasets.nlupp_runs(20, "low")
+    mid = datasets.nlupp_runs(20, "mid")
+    large = datasets.nlupp_runs(20, "large")
+    assert len(low) == 20 and low[3] == ([3], [i for i in range(20) if i != 3])
+    assert len(mid) == 10 and mid[1][0] == [2, 3] and len(mid[1][1]) == 18
+    assert len(large) == 10 and large[0] == (list(range(2, 20)), [0, 1])
+
+
+def test_nlupp_example_maps_label_sets_and_slots():
+    raw = {"text": "Create 6 new standing orders.", "intents": ["standing_order", "new", "make"],
+           "slots": {"number": {"text": "6", "span": [7, 8], "value": 6}}}
+    example = datasets.nlupp_example(raw)
+    assert example.intent == "make+new+standing_order"
+    assert example.entities == [{"start": 7, "end": 8, "entity": "number", "value": "6"}]
+    assert datasets.nlupp_example({"text": "hm"}).intent == "no_label"
+
+
+def test_nlupp_loader_limits_runs(tmp_path):
+    for fold in range(4):
+        examples = [{"text": f"fold {fold} example {i}", "intents": ["a", "b"] if i % 2 else ["c"]}
+                    for i in range(5)]
+        (tmp_path / f"fold{fold}.json").write_text(json.dumps(examples))
+    benchmark = datasets.load_nlupp(tmp_path, "large", max_runs=1)
+    assert len(benchmark.runs) == 1
+    assert benchmark.info["runs_in_protocol"] == 2
+    assert len(benchmark.runs[0].train) == 10 and len(benchmark.runs[0].test) == 10
+    assert benchmark.info["labels"] == ["a", "b", "c"]
+
+
+def test_training_yaml_round_trips_through_rasa(tmp_path):
+    from rasa.shared.nlu.training_data.loading import load_data
+
+    examples = [datasets.Example("Create 6 new standing orders.", "make+new",
+                                 [{"start": 7, "end": 8, "entity": "number", "value": "6"}]),
+                datasets.Example('what: "rate" # today?', "exchange_rate")]
+    loaded = load_data(str(datasets.write_training_yaml(examples, tmp_path / "nlu.yml")))
+    by_text = {m.get("text"): m for m in loaded.intent_examples}
+    assert by_text['what: "rate" # today?'].get("intent") == "exchange_rate"
+    entity = by_text["Create 6 new standing orders."].get("entities")[0]
+    assert (entity["start"], entity["end"], entity["entity"]) == (7, 8, "number")
+
+
+def test_prepare_config_records_every_change(tmp_path):
+    source = tmp_path / "config.yml"
+    source.write_text("pipeline:\n- name: WhitespaceTokenizer\n- name: DIETClassifier\n  epochs: 100\n")
+    info = prepare_config(source, tmp_path / "out.yml", epochs=3, seed=42, multi_label=True)
+    assert info["changes"] == [
+        "WhitespaceTokenizer: intent_tokenization_flag -> true, intent_split_symbol '+'",
+        "DIETClassifier: epochs 100 -> 3",
+        "DIETClassifier: random_seed -> 42",
+    ]
+    assert "epochs: 3" in (tmp_path / "out.yml").read_text()
