@@ -86,6 +86,24 @@ def calibration(confidences: Sequence[float], correct: Sequence[bool], n_bins: i
     return {"ece": ece if total else None, "n_bins": n_bins, "bins": rows}
 
 
+THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(0, 20))
+
+
+def threshold_curve(gold: Sequence[str], top: Sequence[Tuple[str, float]],
+                    thresholds: Sequence[float] = THRESHOLDS) -> List[Dict]:
+    """For each global fallback threshold: the share of messages escalated (top confidence below it)
+    and the share misrouted (answered with the wrong intent). Ignores the ambiguity margin."""
+    total = len(gold)
+    rows = []
+    for threshold in thresholds:
+        answered = [(g, name) for g, (name, confidence) in zip(gold, top) if confidence >= threshold]
+        wrong = sum(g != name for g, name in answered)
+        rows.append({"threshold": threshold,
+                     "escalation_rate": (total - len(answered)) / total if total else None,
+                     "misroute_rate": wrong / total if total else None})
+    return rows
+
+
 def split_labels(token: str, separator: str = "+") -> Set[str]:
     """`a+b` -> {a, b}; the fallback and the no-label placeholder are the empty set."""
     if token in (FALLBACK, NO_LABEL, ""):

@@ -105,6 +105,24 @@ def per_intent_table(result: Dict) -> List[str]:
     return lines
 
 
+def threshold_lines(result: Dict) -> List[str]:
+    """Escalation against misroute rate per global threshold (single-label data only)."""
+    curves = {tag: result["results"][tag].get("threshold_curve") for tag in ("candidate", "baseline")}
+    if not curves["candidate"]:
+        return []
+    lines = ["A message whose top intent's confidence is below the threshold is escalated (asked to rephrase, "
+             "then handed off); one above it with the wrong intent is misrouted. The ambiguity margin is "
+             "ignored here.", "",
+             "| threshold | candidate escalated | candidate misrouted | baseline escalated | baseline misrouted |",
+             "| ---: | ---: | ---: | ---: | ---: |"]
+    baseline = {row["threshold"]: row for row in curves["baseline"] or []}
+    for row in curves["candidate"]:
+        base = baseline.get(row["threshold"], {})
+        lines.append(f"| {row['threshold']:.2f} | {fmt(row['escalation_rate'])} | {fmt(row['misroute_rate'])} "
+                     f"| {fmt(base.get('escalation_rate'))} | {fmt(base.get('misroute_rate'))} |")
+    return lines
+
+
 def confusion_lines(result: Dict) -> List[str]:
     lines = []
     for tag in ("candidate", "baseline"):
@@ -182,6 +200,8 @@ def write_markdown(result: Dict, path: Path, plots: Dict[str, str]) -> None:
     lines += ["## Calibration", "",
               f"ECE candidate {fmt(result['results']['candidate']['summary']['ece'])}, "
               f"baseline {fmt(result['results']['baseline']['summary']['ece'])} (10 equal-width bins).", "",
+              *(["## Fallback threshold: escalation against misrouting", "", *threshold_lines(result), "",
+                 f"![Escalation against misrouting]({plots['thresholds']})", ""] if "thresholds" in plots else []),
               "## Most confused pairs (gold → predicted)", "", *confusion_lines(result),
               "## Per intent (candidate, worst first)", "", *per_intent_table(result), ""]
     if len(result["results"]["candidate"]["runs"]) > 1:
@@ -247,6 +267,19 @@ def write_plots(result: Dict, out: Path) -> Dict[str, str]:
         ax.set_xticklabels(names, fontsize=8)
     ax.set(ylabel="parse latency (ms)")
     files["latency"] = _save(fig, out / "latency.png")
+
+    if result["results"]["candidate"].get("threshold_curve"):
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for tag in tags:
+            curve = result["results"][tag].get("threshold_curve") or []
+            ax.plot([r["escalation_rate"] for r in curve], [r["misroute_rate"] for r in curve], "o-",
+                    markersize=3, color=colors[tag], label=tag)
+            for row in curve[::4]:
+                ax.annotate(f"{row['threshold']:.2f}", (row["escalation_rate"], row["misroute_rate"]),
+                            fontsize=7, color=colors[tag])
+        ax.set(xlabel="escalation rate (below the threshold)", ylabel="misroute rate (wrong intent answered)")
+        ax.legend(loc="upper right")
+        files["thresholds"] = _save(fig, out / "thresholds.png")
 
     ratios = [(label.split(" (")[0], result["ratios"][key]) for key, label, _, _ in FIGURES
               if result["ratios"].get(key) is not None]

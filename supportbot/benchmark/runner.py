@@ -185,7 +185,8 @@ def score(tests: List[Example], predictions: List[Dict], multi_label: bool, enti
     else:
         per_intent = metrics.per_label_scores(gold, final)
     return {"summary": summary, "per_intent": per_intent, "confused_pairs": metrics.confused_pairs(gold, final),
-            "calibration": calibration}
+            "calibration": calibration,
+            "threshold_curve": None if multi_label else metrics.threshold_curve(gold, top)}
 
 
 def entity_types_of(benchmark: Benchmark) -> set:
@@ -253,6 +254,7 @@ def assemble(evaluated: Dict, http: Optional[Dict]) -> Dict:
         "per_intent": pooled["per_intent"],
         "confused_pairs": pooled["confused_pairs"],
         "calibration": pooled["calibration"],
+        "threshold_curve": pooled.get("threshold_curve"),
         "latency": {"in_process": {**metrics.latency_summary(in_process), "latency_ms": in_process},
                     "http": http},
         "resources": {

@@ -100,3 +100,16 @@ def test_ratio():
     assert metrics.ratio(0.9, 0.6) == pytest.approx(1.5)
     assert metrics.ratio(0.9, 0.0) is None
     assert metrics.ratio(None, 0.5) is None
+
+
+def test_threshold_curve_counts_escalations_and_misroutes():
+    gold = ["a", "a", "b", "b"]
+    top = [("a", 0.9), ("b", 0.6), ("b", 0.3), ("a", 0.2)]
+    rows = {row["threshold"]: row for row in metrics.threshold_curve(gold, top, thresholds=[0.0, 0.25, 0.5, 0.95])}
+    # 0.0: nothing escalated; the 2nd and 4th are answered wrongly
+    assert rows[0.0] == {"threshold": 0.0, "escalation_rate": 0.0, "misroute_rate": 0.5}
+    # 0.25: the 4th (0.2, wrong) is escalated; the 2nd is still misrouted
+    assert rows[0.25] == {"threshold": 0.25, "escalation_rate": 0.25, "misroute_rate": 0.25}
+    # 0.5: the 3rd (0.3, right) is escalated too
+    assert rows[0.5] == {"threshold": 0.5, "escalation_rate": 0.5, "misroute_rate": 0.25}
+    assert rows[0.95] == {"threshold": 0.95, "escalation_rate": 1.0, "misroute_rate": 0.0}

@@ -76,13 +76,17 @@ def test_bench_end_to_end(tmp_path, repo):
         assert sorted(outcome["per_intent"]) == sorted(INTENTS)
         assert isinstance(outcome["confused_pairs"], list)
         assert len(outcome["calibration"]["bins"]) == 10
+        curve = outcome["threshold_curve"]
+        assert curve[0]["threshold"] == 0.0 and curve[0]["escalation_rate"] == 0.0
+        rates = [row["escalation_rate"] for row in curve]
+        assert rates == sorted(rates)  # a higher threshold never escalates less
         assert outcome["latency"]["in_process"]["n"] == 8 and outcome["latency"]["http"]["n"] == 5
     assert set(report["ratios"]) == set(report["results"]["candidate"]["summary"])
 
     markdown = (out / "benchmark.md").read_text()
     assert "ratio (candidate / baseline)" in markdown
     assert "The baseline was shortened to 2 epochs" in markdown
-    for plot in ("reliability.png", "per_intent_f1.png", "latency.png", "ratios.png"):
+    for plot in ("reliability.png", "per_intent_f1.png", "latency.png", "ratios.png", "thresholds.png"):
         assert (out / plot).stat().st_size > 1000, plot
         assert f"]({plot})" in markdown
     predictions = (out / "predictions-candidate.jsonl").read_text().splitlines()
