@@ -6,6 +6,7 @@
   supportbot resume SENDER_ID    give a handed-off conversation back to the bot
   supportbot check-nlu           score the model on the held-out NLU test set, fail below thresholds
   supportbot bench               benchmark an NLU config against Rasa's default pipeline
+  supportbot thresholds FILE     per-intent fallback thresholds from a benchmark's predictions
 """
 from __future__ import annotations
 
@@ -153,6 +154,12 @@ def bench(args: argparse.Namespace) -> int:
     return command.run(args)
 
 
+def thresholds(args: argparse.Namespace) -> int:
+    from supportbot.benchmark import thresholds
+
+    return thresholds.command(args.predictions, args.misroute_cost, args.default, args.min_support)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="supportbot", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,6 +191,14 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("bench", help="benchmark an NLU config against Rasa's default pipeline")
     bench_arguments(p)
     p.set_defaults(func=bench)
+    p = commands.add_parser("thresholds", help="per-intent fallback thresholds from benchmark predictions")
+    p.add_argument("predictions", type=Path, help="predictions-candidate.jsonl written by `supportbot bench` "
+                   "on validation data (never on the held-out test set)")
+    p.add_argument("--misroute-cost", type=float, default=2.0,
+                   help="what a wrong answer costs, in escalations (default: %(default)s)")
+    p.add_argument("--default", type=float, default=0.4, help="threshold for intents with too few predictions")
+    p.add_argument("--min-support", type=int, default=5, help="predictions an intent needs for its own threshold")
+    p.set_defaults(func=thresholds)
     return root
 
 

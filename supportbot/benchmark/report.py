@@ -120,6 +120,21 @@ def threshold_lines(result: Dict) -> List[str]:
         base = baseline.get(row["threshold"], {})
         lines.append(f"| {row['threshold']:.2f} | {fmt(row['escalation_rate'])} | {fmt(row['misroute_rate'])} "
                      f"| {fmt(base.get('escalation_rate'))} | {fmt(base.get('misroute_rate'))} |")
+    calibrated = result["results"]["candidate"].get("calibrated_thresholds")
+    if calibrated:
+        lines += ["", "Candidate, thresholds calibrated for a misroute cost (in escalations), scored out of "
+                  "sample (5-fold cross-fitting: each message is scored by thresholds fitted without it): "
+                  "per-intent thresholds (`supportbot thresholds`) against the best single threshold fitted "
+                  "the same way.", "",
+                  "| misroute cost | per-intent escalated | per-intent misrouted | per-intent cost "
+                  "| single escalated | single misrouted | single cost |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for mine, single in zip(calibrated["per_intent"], calibrated["global"]):
+            cost = mine["misroute_cost"]
+            lines.append(f"| {cost:g} | {fmt(mine['escalation_rate'])} | {fmt(mine['misroute_rate'])} "
+                         f"| {fmt(mine['escalation_rate'] + cost * mine['misroute_rate'])} "
+                         f"| {fmt(single['escalation_rate'])} | {fmt(single['misroute_rate'])} "
+                         f"| {fmt(single['escalation_rate'] + cost * single['misroute_rate'])} |")
     return lines
 
 
@@ -277,6 +292,12 @@ def write_plots(result: Dict, out: Path) -> Dict[str, str]:
             for row in curve[::4]:
                 ax.annotate(f"{row['threshold']:.2f}", (row["escalation_rate"], row["misroute_rate"]),
                             fontsize=7, color=colors[tag])
+        calibrated = result["results"]["candidate"].get("calibrated_thresholds") or {}
+        for kind, marker in (("per_intent", "x"), ("global", "+")):
+            points = calibrated.get(kind) or []
+            ax.plot([p["escalation_rate"] for p in points], [p["misroute_rate"] for p in points], marker,
+                    markersize=8, linestyle="none", color="tab:red" if kind == "per_intent" else "tab:green",
+                    label=f"candidate, {kind.replace('_', '-')} thresholds (cross-fitted)")
         ax.set(xlabel="escalation rate (below the threshold)", ylabel="misroute rate (wrong intent answered)")
         ax.legend(loc="upper right")
         files["thresholds"] = _save(fig, out / "thresholds.png")

@@ -20,7 +20,7 @@ import requests
 import yaml
 
 from supportbot import processes
-from supportbot.benchmark import metrics
+from supportbot.benchmark import metrics, thresholds
 from supportbot.benchmark.datasets import Benchmark, Example, write_training_yaml
 
 BASELINE_CONFIG = Path(__file__).with_name("baseline_config.yml")
@@ -223,8 +223,20 @@ def evaluate_config(tag: str, config: Path, benchmark: Benchmark, workdir: Path,
         all_predictions += result["predictions"]
         workers.append(result)
         write_predictions(out / f"predictions-{tag}.jsonl", run.name, run.test, result["predictions"])
-    return {"runs": runs, "pooled": score(all_tests, all_predictions, benchmark.multi_label, entity_types),
-            "workers": workers}
+    pooled = score(all_tests, all_predictions, benchmark.multi_label, entity_types)
+    if not benchmark.multi_label:
+        top = [_top_non_fallback(p) for p in all_predictions]
+        pooled["calibrated_thresholds"] = thresholds.calibrated_curve(
+            [e.intent for e in all_tests], top, fallback_threshold(config))
+    return {"runs": runs, "pooled": pooled, "workers": workers}
+
+
+def fallback_threshold(config: Path) -> float:
+    """The FallbackClassifier's threshold in a config (Rasa's default 0.3 when it sets none)."""
+    for component in (yaml.safe_load(config.read_text()) or {}).get("pipeline") or []:
+        if str(component.get("name", "")).endswith("FallbackClassifier"):
+            return float(component.get("threshold", 0.3))
+    return 0.3
 
 
 def assemble(evaluated: Dict, http: Optional[Dict]) -> Dict:
@@ -255,6 +267,7 @@ def assemble(evaluated: Dict, http: Optional[Dict]) -> Dict:
         "confused_pairs": pooled["confused_pairs"],
         "calibration": pooled["calibration"],
         "threshold_curve": pooled.get("threshold_curve"),
+        "calibrated_thresholds": pooled.get("calibrated_thresholds"),
         "latency": {"in_process": {**metrics.latency_summary(in_process), "latency_ms": in_process},
                     "http": http},
         "resources": {

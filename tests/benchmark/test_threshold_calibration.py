@@ -1,0 +1,57 @@
+"""Per-intent threshold calibration on tiny hand-made predictions, answers worked out by hand."""
+from __future__ import annotations
+
+import json
+
+from supportbot.benchmark import thresholds
+from supportbot.cli import main
+
+GRID = [0.0, 0.5, 0.9]
+# "a" is often wrong at middling confidence; "b" is always right.
+GOLD = ["a", "a", "x", "x", "b", "b", "b"]
+TOP = [("a", 0.95), ("a", 0.6), ("a", 0.6), ("a", 0.55), ("b", 0.3), ("b", 0.45), ("b", 0.6)]
+
+
+def test_calibrate_picks_the_cheapest_threshold_per_intent():
+    # a at 0.0: 2 misroutes; at 0.5: same; at 0.9: 3 escalated (one of them right), 0 misroutes.
+    assert thresholds.calibrate(GOLD, TOP, misroute_cost=2.0, default=0.5, grid=GRID, min_support=3) == {
+        "a": 0.9,  # cost 3 against 4 at 0.0 and 0.5
+        "b": 0.0,  # never wrong: escalating any of it only costs
+    }
+    # With misroutes as cheap as escalations, 3 escalations cost more than 2 misroutes: a's threshold
+    # drops to the tie between 0.0 and 0.5, broken towards the default.
+    assert thresholds.calibrate(GOLD, TOP, misroute_cost=1.0, default=0.5, grid=GRID, min_support=3)["a"] == 0.5
+
+
+def test_intents_with_too_few_predictions_keep_the_default():
+    assert thresholds.calibrate(GOLD, TOP, 2.0, default=0.5, grid=GRID, min_support=4) == {"a": 0.9}
+
+
+def test_outcome_counts():
+    assert thresholds.outcome_counts(GOLD, TOP, {"a": 0.9}, default=0.5) == (3 + 2, 0)  # b's 0.3 and 0.45 escalate
+    assert thresholds.outcome_counts(GOLD, TOP, {}, default=0.0) == (0, 2)
+
+
+def test_cross_fitting_scores_every_message_once():
+    gold, top = GOLD * 4, TOP * 4
+    for per_intent in (True, False):
+        rates = thresholds.cross_fitted(gold, top, 2.0, default=0.5, per_intent=per_intent)
+        assert 0.0 <= rates["escalation_rate"] <= 1.0 and 0.0 <= rates["misroute_rate"] <= 1.0
+        escalated, misrouted = rates["escalation_rate"] * len(gold), rates["misroute_rate"] * len(gold)
+        assert abs(escalated - round(escalated)) < 1e-9 and abs(misrouted - round(misrouted)) < 1e-9
+    curve = thresholds.calibrated_curve(gold, top, default=0.5)
+    assert [p["misroute_cost"] for p in curve["per_intent"]] == list(thresholds.COSTS)
+    assert thresholds.calibrated_curve(GOLD, TOP, default=0.5) is None  # too little data to fold
+
+
+def test_command_prints_a_config_entry(tmp_path, capsys):
+    path = tmp_path / "predictions.jsonl"
+    rows = [{"gold": g, "intent": n, "ranking": [[n, c], ["other", 0.01]]} for g, (n, c) in zip(GOLD * 4, TOP * 4)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    assert main(["thresholds", str(path), "--min-support", "3", "--default", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "supportbot.nlu.thresholds.PerIntentFallbackClassifier" in out and "intent_thresholds:" in out
+    assert "per-intent thresholds, cross-fitted" in out
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["thresholds", str(empty)]) == 2
