@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -14,13 +13,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import rt_server  # noqa: E402
+from backends import Backend, make_rt, make_zendesk, rt_comments  # noqa: E402
 from fake_zendesk import FakeZendesk  # noqa: E402
 
-from supportbot.ticketing import TicketingAdapter  # noqa: E402
-from supportbot.ticketing.ledger import KeyLedger  # noqa: E402
-from supportbot.ticketing.rt import RtTicketing  # noqa: E402
 from supportbot.ticketing.sql import SqlTicketing  # noqa: E402
-from supportbot.ticketing.zendesk import ZendeskTicketing  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -41,30 +37,6 @@ def fake_zendesk() -> Iterator[FakeZendesk]:
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'supportbot.db'}"
-
-
-def make_rt(url: str, db_url: str, **kwargs) -> RtTicketing:
-    return RtTicketing(url, rt_server.USER, rt_server.PASSWORD, KeyLedger(db_url), **kwargs)
-
-
-def make_zendesk(url: str, db_url: str, **kwargs) -> ZendeskTicketing:
-    kwargs.setdefault("backoff", 0.01)
-    return ZendeskTicketing(url, "agent@example.com", "test-token", KeyLedger(db_url), **kwargs)
-
-
-@dataclass
-class Backend:
-    """An adapter, plus what an agent would do in the backend's own UI."""
-
-    adapter: TicketingAdapter
-    set_status: Callable[[str, str], None]
-    comments: Callable[[str], int]  # how many comments the ticket has, first message not counted
-
-
-def rt_comments(adapter: RtTicketing, ticket_id: str) -> int:
-    history = adapter.api.request("GET", f"/ticket/{ticket_id}/history",
-                                  params={"fields": "Type", "per_page": "100"})
-    return sum(1 for item in history["items"] if item["Type"] == "Comment")
 
 
 @pytest.fixture(params=["sqlite", "rt", "zendesk"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import make_rt
+from backends import make_rt
 from hung_server import HungServer
 
 from supportbot import processes

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from conftest import make_zendesk
+from backends import make_zendesk
 from fake_zendesk import fixture
 
 from supportbot.errors import BackendUnavailable, Conflict, NotFound
