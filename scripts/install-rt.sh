@@ -20,8 +20,9 @@ fi
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-# Answer dbconfig-common's questions up front, so a non-interactive install sets up the SQLite
-# database (with RT's initial data: user root, password "password") without guessing.
+# Not needed for the database: with only the SQLite backend installed, a non-interactive install
+# already lets dbconfig-common create and populate it (user root, password "password"; checked
+# on Debian 12). Preseeded anyway, so the choice is explicit and RT's name is not the hostname.
 $SUDO debconf-set-selections <<'SEL'
 request-tracker5 request-tracker5/dbconfig-install boolean true
 request-tracker5 request-tracker5/database-type select sqlite3
