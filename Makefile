@@ -9,7 +9,7 @@ export RASA_TELEMETRY_ENABLED := false
 # Everything a trained model depends on: retrain only when one of these changed.
 MODEL_INPUTS := config.yml domain.yml $(shell find data -name '*.yml') $(shell find supportbot/nlu -name '*.py' 2>/dev/null)
 
-.PHONY: install run shell train test lint validate test-nlu test-core test-py bench lock clean
+.PHONY: install run shell train test lint validate test-nlu test-core test-py rt bench lock clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt packages/en_core_web_sm/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert (3, 8) <= sys.version_info[:2] < (3, 11), "Rasa 3.6 needs Python 3.8-3.10 (see .python-version), got " + sys.version' 
@@ -46,8 +46,12 @@ test-nlu: $(MODEL)
 test-core: $(MODEL)
 	$(BIN)/rasa test core --model $(MODEL) --stories tests/stories --out results/core --fail-on-prediction-errors
 
-test-py: $(MODEL)
+test-py: $(MODEL) rt
 	$(BIN)/pytest -q
+
+# Request Tracker 5 from Debian's packages, for the RT ticketing tests (docs/ticketing.md).
+rt:
+	bash scripts/install-rt.sh
 
 # The NLU benchmark on the project's own data (docs/benchmarks.md has the BANKING77 and NLU++ ones).
 bench: install

@@ -1,4 +1,4 @@
-"""What every action module shares: backend clients, turn keys, and the one place that turns
+"""What every action module shares: backend clients and ticketing, turn keys, and the one place that turns
 backend errors into honest replies."""
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from supportbot.clients.billing import BillingClient
 from supportbot.errors import BackendError, BackendUnavailable, Forbidden, NotFound
 from supportbot.store import HandoffStore
+from supportbot.ticketing import TicketingAdapter, ticketing_from_env
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,12 @@ def billing() -> BillingClient:
 @lru_cache(maxsize=1)
 def handoff_store() -> HandoffStore:
     return HandoffStore()
+
+
+@lru_cache(maxsize=1)
+def ticketing() -> TicketingAdapter:
+    """The ticketing backend SUPPORTBOT_TICKETING names (docs/ticketing.md)."""
+    return ticketing_from_env()
 
 
 def turn_key(tracker: Tracker, purpose: str) -> str:

@@ -1,17 +1,20 @@
-"""Handing a conversation to a person: the record with its full context, the message to the
-customer, and the pause. Resume with `supportbot resume <conversation id>`."""
+"""Handing a conversation to a person: the record with its full context, a ticket in the
+ticketing backend, the message to the customer, and the pause. Resume with
+`supportbot resume <conversation id>`."""
 from __future__ import annotations
 
+import hashlib
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ConversationPaused, EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import handoff_store, latest_intent, turn_key
+from actions.common import billing, handoff_store, latest_intent, ticketing, turn_key
 from actions.identity import verified_customer
+from supportbot.store import Handoff
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +50,61 @@ def is_angry(parse_data: Dict[str, Any]) -> bool:
 
 
 def hand_off(dispatcher: CollectingDispatcher, tracker: Tracker, reason: str) -> List[EventType]:
-    """Record the handoff (once per turn), tell the customer, pause the bot."""
+    """Record the handoff and file it as a ticket (once per turn), tell the customer, pause."""
+    key = turn_key(tracker, "handoff")
     record = handoff_store().record(
         conversation_id=tracker.sender_id,
-        idempotency_key=turn_key(tracker, "handoff"),
+        idempotency_key=key,
         reason=reason,
         customer_id=verified_customer(tracker),
         context=conversation_context(tracker),
     )
     logger.info("Handoff %s for %s (%s)", record.reference, tracker.sender_id, reason)
+    file_ticket(tracker, record, key)
     dispatcher.utter_message(response="utter_handoff", handoff_reference=record.reference)
     return [ConversationPaused()]
+
+
+def file_ticket(tracker: Tracker, record: Handoff, key: str) -> Optional[str]:
+    """Open the handoff's ticket (same idempotency key as the record); returns its id.
+
+    Never raises: the record is already stored and the customer must still be told, so a
+    ticketing failure -- or a bug in an adapter -- is logged, not shown.
+    """
+    try:
+        ticket = ticketing().create_ticket(
+            requester=requester_email(tracker), subject=f"Chat handoff {record.reference}: {record.reason}",
+            body=ticket_body(record), tags=["chat-handoff", record.reason], idempotency_key=key)
+    except Exception:  # noqa: BLE001 -- see the docstring
+        logger.exception("Handoff %s stored, but no ticket could be opened", record.reference)
+        return None
+    logger.info("Handoff %s filed as ticket %s", record.reference, ticket.id)
+    return ticket.id
+
+
+def requester_email(tracker: Tracker) -> str:
+    """The verified customer's email; an unverified chat gets a placeholder address that names
+    the conversation and can never reach anyone (.invalid)."""
+    customer_id = verified_customer(tracker)
+    if customer_id:
+        return tracker.get_slot("email") or billing().get_customer(customer_id).email
+    digest = hashlib.sha256(tracker.sender_id.encode("utf-8")).hexdigest()[:16]
+    return f"chat-{digest}@anonymous.invalid"
+
+
+def ticket_body(record: Handoff, max_lines: int = 50) -> str:
+    """The summary a person reads in the ticket: why, who, and the latest transcript."""
+    lines = [f"Handed off by the assistant: {record.reason} (reference {record.reference}).",
+             f"Conversation: {record.conversation_id}",
+             f"Customer: {record.customer_id or 'not verified'}", "", "Transcript:"]
+    transcript = record.context.get("transcript") or []
+    if len(transcript) > max_lines:
+        lines.append(f"... {len(transcript) - max_lines} earlier messages in handoff {record.reference}")
+    lines += [f"{turn.get('from')}: {turn.get('text') or ''}" for turn in transcript[-max_lines:]]
+    slots = record.context.get("slots") or {}
+    if slots:
+        lines += ["", "Known: " + ", ".join(f"{name}={value}" for name, value in sorted(slots.items()))]
+    return "\n".join(lines)
 
 
 def conversation_context(tracker: Tracker) -> Dict[str, Any]:

@@ -1,0 +1,69 @@
+"""What the actions see of a ticketing system: the `Ticket` and the `TicketingAdapter` interface.
+
+Adapters (sql.py, rt.py, zendesk.py) raise only the typed errors of `supportbot.errors`:
+BackendUnavailable (down, slow: code "timeout", 429/5xx), NotFound, Forbidden (code "not_yours"
+for another customer's ticket), Conflict (an idempotency key reused for a different request,
+or a write whose outcome is still unknown) and InvalidRequest.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+from supportbot.errors import Forbidden
+
+
+@dataclass(frozen=True)
+class Ticket:
+    id: str
+    subject: str
+    status: str  # the backend's own word: new, open, pending, resolved, solved, ...
+    requester: str  # the customer's email address, lower case
+    created: dt.datetime
+    url: Optional[str]  # where a person opens it, when the backend has a web UI
+
+
+class TicketingAdapter(ABC):
+    """One ticketing backend. Every write takes an idempotency key: the same key again returns
+    the first result instead of writing twice. Reads are limited to the requester's tickets."""
+
+    name = "ticketing"
+
+    @abstractmethod
+    def create_ticket(self, *, requester: str, subject: str, body: str, tags: Sequence[str] = (),
+                      idempotency_key: str) -> Ticket:
+        """Open a ticket for `requester` (an email address)."""
+
+    @abstractmethod
+    def add_comment(self, ticket_id: str, text: str, *, requester: str, idempotency_key: str) -> None:
+        """Add the requester's text to their ticket."""
+
+    @abstractmethod
+    def get_ticket(self, ticket_id: str, *, requester: str) -> Ticket:
+        """The requester's ticket; Forbidden (not_yours) when it is someone else's."""
+
+    @abstractmethod
+    def list_tickets(self, requester: str) -> List[Ticket]:
+        """The requester's tickets, newest first."""
+
+
+def normal_email(requester: str) -> str:
+    return requester.strip().lower()
+
+
+def check_owner(ticket: Ticket, requester: str) -> Ticket:
+    if ticket.requester != normal_email(requester):
+        raise Forbidden(f"ticket {ticket.id} belongs to another customer", code="not_yours")
+    return ticket
+
+
+def request_hash(*parts: str) -> str:
+    """Fingerprint of a write, to tell a retry (same request) from a reused key (Conflict)."""
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)

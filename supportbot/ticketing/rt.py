@@ -1,0 +1,125 @@
+"""Request Tracker 5 over its REST 2.0 API (`/REST/2.0/`), as one RT user (e.g. root).
+
+RT has no idempotency keys, so creates and comments go through our KeyLedger (ledger.py): key ->
+ticket id in our own database, and after a crash between RT's answer and our record, a search
+for the requester's ticket with the same subject created since the claim. RT has no tags
+either: they are written into the ticket's first message. Comments are RT comments (internal,
+not mailed to the requester). Customers only ever see tickets whose Requestor they are.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, List, Optional, Sequence
+
+from supportbot.errors import BackendUnavailable, NotFound
+from supportbot.ticketing.base import Ticket, TicketingAdapter, check_owner, normal_email, request_hash
+from supportbot.ticketing.http import JsonApi
+from supportbot.ticketing.ledger import KeyLedger
+
+FIELDS = "Subject,Status,Created,Requestor"
+
+
+class RtTicketing(TicketingAdapter):
+    name = "rt"
+
+    def __init__(self, base_url: str, user: str, password: str, ledger: KeyLedger, *, queue: str = "General",
+                 timeout: float = 5.0, retries: int = 2, stale_after: Optional[float] = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api = JsonApi("rt", self.base_url + "/REST/2.0", auth=(user, password), timeout=timeout,
+                           retries=retries)
+        self.ledger, self.queue = ledger, queue
+        # Longer than any one create can take, retries included (see ledger.py).
+        self.stale_after = stale_after if stale_after is not None else (retries + 1) * timeout * 2
+
+    def create_ticket(self, *, requester: str, subject: str, body: str, tags: Sequence[str] = (),
+                      idempotency_key: str) -> Ticket:
+        requester = normal_email(requester)
+        content = body + (f"\n\nTags: {', '.join(tags)}" if tags else "")
+
+        def write() -> str:
+            payload = {"Queue": self.queue, "Subject": subject, "Requestor": requester,
+                       "Content": content, "ContentType": "text/plain"}
+            return _text(_field(self.api.request("POST", "/ticket", body=payload), "id"))
+
+        def find(since: dt.datetime) -> Optional[str]:
+            return self._find_created(requester, subject, since)
+
+        ticket_id = self.ledger.once(self.name, idempotency_key, request_hash(requester, subject), write,
+                                     find=find, stale_after=self.stale_after)
+        return self.get_ticket(ticket_id, requester=requester)
+
+    def add_comment(self, ticket_id: str, text: str, *, requester: str, idempotency_key: str) -> None:
+        self.get_ticket(ticket_id, requester=requester)  # ownership first
+
+        def write() -> str:
+            self.api.request("POST", f"/ticket/{_id(ticket_id)}/comment",
+                             body={"Content": text, "ContentType": "text/plain"})
+            return str(ticket_id)
+
+        self.ledger.once(self.name + ":comment", idempotency_key, request_hash(str(ticket_id), text), write,
+                         stale_after=self.stale_after)
+
+    def get_ticket(self, ticket_id: str, *, requester: str) -> Ticket:
+        payload = self.api.request("GET", f"/ticket/{_id(ticket_id)}")
+        return check_owner(self._ticket(payload, str(ticket_id)), requester)
+
+    def list_tickets(self, requester: str) -> List[Ticket]:
+        query = f"Requestor.EmailAddress = '{_quote(normal_email(requester))}'"
+        return [t for t in self._search(query) if t.requester == normal_email(requester)]
+
+    def set_status(self, ticket_id: str, status: str) -> None:
+        """What an agent does in RT's UI; used by the tests."""
+        self.api.request("PUT", f"/ticket/{_id(ticket_id)}", body={"Status": status})
+
+    # -- helpers
+
+    def _find_created(self, requester: str, subject: str, since: dt.datetime) -> Optional[str]:
+        # A day of margin in TicketSQL (which reads dates in the RT user's time zone), then exact in UTC.
+        after = (since - dt.timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+        query = (f"Requestor.EmailAddress = '{_quote(requester)}' AND Subject = '{_quote(subject)}'"
+                 f" AND Created > '{after}'")
+        margin = since - dt.timedelta(seconds=60)
+        found = [t for t in self._search(query) if t.created >= margin and t.subject == subject]
+        return found[0].id if found else None
+
+    def _search(self, query: str) -> List[Ticket]:
+        payload = self.api.request("GET", "/tickets", params={
+            "query": query, "fields": FIELDS, "orderby": "Created", "order": "DESC", "per_page": "100"})
+        items = _field(payload, "items")
+        if not isinstance(items, list):
+            raise BackendUnavailable("rt returned an unexpected search result")
+        return [self._ticket(item, _text(_field(item, "id"))) for item in items]
+
+    def _ticket(self, payload: Any, ticket_id: str) -> Ticket:
+        try:
+            requestors = [normal_email(r["id"]) for r in payload["Requestor"]]
+            return Ticket(id=str(payload.get("id") or ticket_id), subject=str(payload["Subject"]),
+                          status=str(payload["Status"]), requester=requestors[0] if requestors else "",
+                          created=dt.datetime.fromisoformat(str(payload["Created"]).replace("Z", "+00:00")),
+                          url=f"{self.base_url}/Ticket/Display.html?id={ticket_id}")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BackendUnavailable(f"rt returned an unexpected ticket: {exc!r}") from None
+
+
+def _field(payload: Any, name: str) -> Any:
+    if not isinstance(payload, dict) or name not in payload:
+        raise BackendUnavailable(f"rt answer lacks {name!r}")
+    return payload[name]
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise BackendUnavailable("rt returned an unexpected id")
+    return str(value)
+
+
+def _id(ticket_id: str) -> str:
+    """Ticket ids are numbers; anything else cannot name a ticket (and must not reach a URL)."""
+    if not str(ticket_id).isdigit():
+        raise NotFound(f"no ticket {ticket_id!r}")
+    return str(int(ticket_id))
+
+
+def _quote(value: str) -> str:
+    """A TicketSQL string literal's content."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")

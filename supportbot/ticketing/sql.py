@@ -1,0 +1,143 @@
+"""The embedded ticket queue: tickets and comments in our own database (SQLAlchemy).
+
+The default adapter: nothing to install, so `make run` and the tests work out of the box.
+SQLite by default, any SQLAlchemy URL through SUPPORTBOT_TICKETING_DB_URL (else
+SUPPORTBOT_DB_URL). People work the queue with the `supportbot` CLI or SQL; there is no web UI,
+so tickets have no URL.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Iterator, List, Sequence
+
+from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Text, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, declarative_base
+
+from supportbot.errors import BackendUnavailable, Conflict, NotFound
+from supportbot.store import make_engine
+from supportbot.ticketing.base import Ticket, TicketingAdapter, check_owner, normal_email, request_hash, utc
+
+Base = declarative_base()
+
+
+class TicketRow(Base):
+    __tablename__ = "tickets"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    # A retried create finds the ticket it already made.
+    idempotency_key = Column(String(255), nullable=False, unique=True)
+    request_hash = Column(String(64), nullable=False)
+    requester = Column(String(320), nullable=False, index=True)
+    subject = Column(String(255), nullable=False)
+    body = Column(Text, nullable=False)
+    tags_json = Column(Text, nullable=False, default="[]")
+    status = Column(String(16), nullable=False, default="new")
+    created_at = Column(DateTime(timezone=True), nullable=False)
+
+
+class CommentRow(Base):
+    __tablename__ = "ticket_comments"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    ticket_id = Column(Integer, ForeignKey("tickets.id"), nullable=False, index=True)
+    idempotency_key = Column(String(255), nullable=False, unique=True)
+    text = Column(Text, nullable=False)
+    created_at = Column(DateTime(timezone=True), nullable=False)
+
+
+class SqlTicketing(TicketingAdapter):
+    name = "sqlite"
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.engine = make_engine(db_url)
+        with self._session():  # maps "database unreachable" to BackendUnavailable
+            Base.metadata.create_all(self.engine)
+
+    def create_ticket(self, *, requester: str, subject: str, body: str, tags: Sequence[str] = (),
+                      idempotency_key: str) -> Ticket:
+        requester = normal_email(requester)
+        fingerprint = request_hash(requester, subject)
+        with self._session() as session:
+            existing = self._by_key(session, TicketRow, idempotency_key)
+            if existing is None:
+                session.add(TicketRow(
+                    idempotency_key=idempotency_key, request_hash=fingerprint, requester=requester,
+                    subject=subject, body=body, tags_json=json.dumps(list(tags)), status="new",
+                    created_at=datetime.now(timezone.utc)))
+                try:
+                    session.commit()
+                except IntegrityError:  # a concurrent retry won the race: use its ticket
+                    session.rollback()
+                existing = self._by_key(session, TicketRow, idempotency_key)
+            if existing.request_hash != fingerprint:
+                raise Conflict("idempotency key reused for a different ticket", code="key_reused")
+            return _ticket(existing)
+
+    def add_comment(self, ticket_id: str, text: str, *, requester: str, idempotency_key: str) -> None:
+        with self._session() as session:
+            row = self._row(session, ticket_id)
+            check_owner(_ticket(row), requester)
+            existing = self._by_key(session, CommentRow, idempotency_key)
+            if existing is not None:
+                if existing.ticket_id != row.id or existing.text != text:
+                    raise Conflict("idempotency key reused for a different comment", code="key_reused")
+                return
+            session.add(CommentRow(ticket_id=row.id, idempotency_key=idempotency_key, text=text,
+                                   created_at=datetime.now(timezone.utc)))
+            if row.status == "new":
+                row.status = "open"
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()  # the same comment, written by a concurrent retry
+
+    def get_ticket(self, ticket_id: str, *, requester: str) -> Ticket:
+        with self._session() as session:
+            return check_owner(_ticket(self._row(session, ticket_id)), requester)
+
+    def list_tickets(self, requester: str) -> List[Ticket]:
+        query = (select(TicketRow).where(TicketRow.requester == normal_email(requester))
+                 .order_by(TicketRow.created_at.desc(), TicketRow.id.desc()))
+        with self._session() as session:
+            return [_ticket(row) for row in session.execute(query).scalars()]
+
+    def set_status(self, ticket_id: str, status: str) -> None:
+        """For the people working the queue (and tests): new -> open -> resolved."""
+        with self._session() as session:
+            self._row(session, ticket_id).status = status
+            session.commit()
+
+    def comments(self, ticket_id: str) -> List[str]:
+        with self._session() as session:
+            query = select(CommentRow.text).where(CommentRow.ticket_id == int(ticket_id)).order_by(CommentRow.id)
+            return list(session.execute(query).scalars())
+
+    # -- helpers
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with Session(self.engine, future=True) as session:
+                yield session
+        except OperationalError as exc:
+            raise BackendUnavailable(f"ticket database unavailable: {type(exc.orig).__name__}") from None
+
+    @staticmethod
+    def _by_key(session: Session, model: type, key: str):
+        return session.execute(select(model).where(model.idempotency_key == key)).scalar_one_or_none()
+
+    @staticmethod
+    def _row(session: Session, ticket_id: str) -> TicketRow:
+        row = session.get(TicketRow, int(ticket_id)) if str(ticket_id).isdigit() else None
+        if row is None:
+            raise NotFound(f"no ticket {ticket_id}")
+        return row
+
+
+def _ticket(row: TicketRow) -> Ticket:
+    return Ticket(id=str(row.id), subject=row.subject, status=row.status, requester=row.requester,
+                  created=utc(row.created_at), url=None)

@@ -1,0 +1,120 @@
+"""Zendesk Support API v2: tickets and their comments, as one agent with an API token.
+
+Creates send Zendesk's own `Idempotency-Key` header (Zendesk answers a repeat with the first
+ticket, and 400 IdempotentRequestError when the key comes with a different body), so a create
+may be retried. Comments are `PUT /api/v2/tickets/{id}.json` updates, which Zendesk does not
+deduplicate: they go through our KeyLedger (ledger.py) and are never retried blindly. Each
+comment is authored by the ticket's requester; customers only see tickets they requested.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Dict, List, Optional, Sequence
+
+import requests
+
+from supportbot.errors import BackendError, BackendUnavailable, Conflict, NotFound
+from supportbot.ticketing.base import Ticket, TicketingAdapter, check_owner, normal_email, request_hash
+from supportbot.ticketing.http import JsonApi
+from supportbot.ticketing.ledger import KeyLedger
+
+
+class ZendeskTicketing(TicketingAdapter):
+    name = "zendesk"
+
+    def __init__(self, base_url: str, email: str, api_token: str, ledger: KeyLedger, *,
+                 timeout: float = 5.0, retries: int = 2, backoff: float = 0.2) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api = JsonApi("zendesk", self.base_url + "/api/v2", auth=(f"{email}/token", api_token),
+                           timeout=timeout, retries=retries, backoff=backoff, error_for=_zendesk_error)
+        self.ledger = ledger
+        self.stale_after = (retries + 1) * timeout * 2
+
+    def create_ticket(self, *, requester: str, subject: str, body: str, tags: Sequence[str] = (),
+                      idempotency_key: str) -> Ticket:
+        requester = normal_email(requester)
+        payload = {"ticket": {"subject": subject, "comment": {"body": body}, "tags": list(tags),
+                              "requester": {"email": requester, "name": requester}}}
+        # Safe to retry: Zendesk replays the first answer for the same key and body.
+        answer = self.api.request("POST", "/tickets.json", body=payload, retry=True,
+                                  headers={"Idempotency-Key": idempotency_key})
+        return self._ticket(_field(answer, "ticket"), {}, requester)
+
+    def add_comment(self, ticket_id: str, text: str, *, requester: str, idempotency_key: str) -> None:
+        ticket, requester_id = self._get(ticket_id)
+        check_owner(ticket, requester)
+
+        def write() -> str:
+            body = {"ticket": {"comment": {"body": text, "public": True, "author_id": requester_id}}}
+            self.api.request("PUT", f"/tickets/{_id(ticket_id)}.json", body=body, retry=False)
+            return ticket.id
+
+        self.ledger.once(self.name + ":comment", idempotency_key, request_hash(ticket.id, text), write,
+                         stale_after=self.stale_after)
+
+    def get_ticket(self, ticket_id: str, *, requester: str) -> Ticket:
+        return check_owner(self._get(ticket_id)[0], requester)
+
+    def list_tickets(self, requester: str) -> List[Ticket]:
+        requester = normal_email(requester)
+        users = _list(self.api.request("GET", "/users/search.json", params={"query": f"email:{requester}"}),
+                      "users")
+        ids = [u.get("id") for u in users if normal_email(str(u.get("email") or "")) == requester]
+        if not ids:
+            return []  # Zendesk has never heard of this customer
+        answer = self.api.request("GET", f"/users/{int(ids[0])}/tickets/requested.json",
+                                  params={"sort_by": "created_at", "sort_order": "desc"})
+        return [self._ticket(raw, {}, requester) for raw in _list(answer, "tickets")
+                if raw.get("requester_id") == ids[0]]
+
+    # -- helpers
+
+    def _get(self, ticket_id: str):
+        answer = self.api.request("GET", f"/tickets/{_id(ticket_id)}.json", params={"include": "users"})
+        raw = _field(answer, "ticket")
+        users = {u.get("id"): u for u in answer.get("users") or [] if isinstance(u, dict)}
+        ticket = self._ticket(raw, users, None)
+        return ticket, raw.get("requester_id")
+
+    def _ticket(self, raw: Any, users: Dict[Any, Dict[str, Any]], requester: Optional[str]) -> Ticket:
+        try:
+            email = requester or normal_email(users[raw["requester_id"]]["email"])
+            created = dt.datetime.fromisoformat(str(raw["created_at"]).replace("Z", "+00:00"))
+            return Ticket(id=str(raw["id"]), subject=str(raw["subject"] or ""), status=str(raw["status"]),
+                          requester=email, created=created, url=f"{self.base_url}/agent/tickets/{raw['id']}")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BackendUnavailable(f"zendesk returned an unexpected ticket: {exc!r}") from None
+
+
+def _zendesk_error(response: requests.Response) -> Optional[BackendError]:
+    """Zendesk's error bodies: {"error": "RecordNotFound", "description": "..."}."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    name = error.get("title") if isinstance(error, dict) else error
+    if name == "IdempotentRequestError":
+        return Conflict("idempotency key reused for a different ticket", code="key_reused",
+                        status=response.status_code)
+    if name == "RecordNotFound":
+        return NotFound("zendesk: not found", status=response.status_code)
+    return None
+
+
+def _field(payload: Any, name: str) -> Any:
+    if not isinstance(payload, dict) or name not in payload:
+        raise BackendUnavailable(f"zendesk answer lacks {name!r}")
+    return payload[name]
+
+
+def _list(payload: Any, name: str) -> List[Dict[str, Any]]:
+    rows = _field(payload, name)
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise BackendUnavailable(f"zendesk returned an unexpected {name} list")
+    return rows
+
+
+def _id(ticket_id: str) -> str:
+    if not str(ticket_id).isdigit():
+        raise NotFound(f"no ticket {ticket_id!r}")
+    return str(int(ticket_id))

@@ -1,0 +1,63 @@
+"""The ticketing adapters under test, each against a real backend or its closest stand-in:
+the embedded queue on a temporary SQLite file, a private Request Tracker 5 server (started
+once per session, see rt_server.py), and the local fake Zendesk (fake_zendesk.py)."""
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import rt_server  # noqa: E402
+from backends import Backend, make_rt, make_zendesk, rt_comments  # noqa: E402
+from fake_zendesk import FakeZendesk  # noqa: E402
+
+from supportbot.ticketing.sql import SqlTicketing  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def rt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not rt_server.installed():
+        pytest.fail("Request Tracker 5 is not installed: run `make rt` (scripts/install-rt.sh)")
+    with rt_server.running_rt(tmp_path_factory.mktemp("rt")) as url:
+        yield url
+
+
+@pytest.fixture
+def fake_zendesk() -> Iterator[FakeZendesk]:
+    fake = FakeZendesk().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'supportbot.db'}"
+
+
+@pytest.fixture(params=["sqlite", "rt", "zendesk"])
+def backend(request: pytest.FixtureRequest, db_url: str) -> Backend:
+    if request.param == "sqlite":
+        adapter = SqlTicketing(db_url)
+        return Backend(adapter, adapter.set_status, lambda tid: len(adapter.comments(tid)))
+    if request.param == "rt":
+        adapter = make_rt(request.getfixturevalue("rt_url"), db_url)
+        return Backend(adapter, adapter.set_status, lambda tid: rt_comments(adapter, tid))
+    fake = request.getfixturevalue("fake_zendesk")
+    return Backend(make_zendesk(fake.url, db_url), lambda tid, status: fake.set_status(int(tid), status),
+                   lambda tid: len(fake.comments[int(tid)]) - 1)
+
+
+@pytest.fixture
+def customer() -> str:
+    """A fresh customer email per test, so tests on a shared RT never see each other's tickets."""
+    return f"cust-{uuid.uuid4().hex[:10]}@example.com"
+
+
+@pytest.fixture
+def key() -> Callable[[], str]:
+    return lambda: uuid.uuid4().hex

@@ -1,0 +1,166 @@
+"""A local HTTP server answering like Zendesk Support API v2, for contract tests of the Zendesk
+adapter (Zendesk's cloud cannot be reached here). Bodies are the recorded-shape fixtures in
+fixtures/zendesk/ with ids, subjects, requesters and times filled in; it keeps tickets in memory,
+replays creates by Idempotency-Key as Zendesk documents, and can be told to fail or stall.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+FIXTURES = Path(__file__).parent / "fixtures" / "zendesk"
+AGENT_ID = 76872
+
+
+def fixture(name: str) -> Dict[str, Any]:
+    return json.loads((FIXTURES / name).read_text())
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: Dict[str, List[str]]
+    headers: Dict[str, str]
+    body: Any
+
+
+@dataclass
+class FakeZendesk:
+    tickets: Dict[int, Dict[str, Any]] = field(default_factory=dict)
+    comments: Dict[int, List[Dict[str, Any]]] = field(default_factory=dict)
+    users: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # by email
+    # Idempotency-Key -> (request body, status, answer)
+    replies: Dict[str, Tuple[str, int, Dict[str, Any]]] = field(default_factory=dict)
+    seen: List[Seen] = field(default_factory=list)
+    faults: List[Tuple[Optional[str], int, Dict[str, str], Dict[str, Any]]] = field(default_factory=list)
+    stall: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> FakeZendesk:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake._handle(self)
+
+            do_POST = do_PUT = do_GET
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fail_next(self, status: int, times: int = 1, headers: Optional[Dict[str, str]] = None,
+                  body: Optional[Dict[str, Any]] = None, method: Optional[str] = None) -> None:
+        """Answer the next `times` requests (with `method`, if given) with `status` and `body`."""
+        self.faults += [(method, status, headers or {}, body or {"error": "ServerError"})] * times
+
+    def set_status(self, ticket_id: int, status: str) -> None:
+        self.tickets[ticket_id]["status"] = status
+
+    def requests_to(self, method: str, path_pattern: str) -> List[Seen]:
+        return [s for s in self.seen if s.method == method and re.fullmatch(path_pattern, s.path)]
+
+    # -- the API
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        seen = Seen(handler.command, parts.path, parse_qs(parts.query), dict(handler.headers.items()),
+                    json.loads(raw) if raw else None)
+        with self.lock:
+            self.seen.append(seen)
+            fault = next((f for f in self.faults if f[0] in (None, seen.method)), None)
+            if fault:
+                self.faults.remove(fault)
+        if self.stall:
+            time.sleep(self.stall)
+        if fault:
+            return _send(handler, fault[1], fault[3], fault[2])
+        if not handler.headers.get("Authorization", "").startswith("Basic "):
+            return _send(handler, 401, {"error": "Couldn't authenticate you"})
+        with self.lock:
+            status, body, headers = self._route(seen)
+        _send(handler, status, body, headers)
+
+    def _route(self, req: Seen) -> Tuple[int, Dict[str, Any], Dict[str, str]]:
+        if req.method == "POST" and req.path == "/api/v2/tickets.json":
+            return self._create(req)
+        match = re.fullmatch(r"/api/v2/tickets/(\d+)\.json", req.path)
+        if match and int(match[1]) in self.tickets:
+            ticket = self.tickets[int(match[1])]
+            if req.method == "PUT":
+                self.comments[ticket["id"]].append(req.body["ticket"]["comment"])
+                if ticket["status"] == "new":
+                    ticket["status"] = "open"
+                return 200, {"ticket": ticket, "audit": {"ticket_id": ticket["id"], "events": []}}, {}
+            users = [u for u in self.users.values() if u["id"] == ticket["requester_id"]]
+            return 200, {"ticket": ticket, "users": users}, {}
+        if req.method == "GET" and req.path == "/api/v2/users/search.json":
+            email = req.query["query"][0].removeprefix("email:")
+            found = [self.users[email]] if email in self.users else []
+            return 200, {"users": found, "next_page": None, "previous_page": None, "count": len(found)}, {}
+        match = re.fullmatch(r"/api/v2/users/(\d+)/tickets/requested\.json", req.path)
+        if req.method == "GET" and match:
+            rows = sorted((t for t in self.tickets.values() if t["requester_id"] == int(match[1])),
+                          key=lambda t: (t["created_at"], t["id"]), reverse=True)
+            return 200, {"tickets": rows, "next_page": None, "previous_page": None, "count": len(rows)}, {}
+        return 404, fixture("error_not_found.json"), {}
+
+    def _create(self, req: Seen) -> Tuple[int, Dict[str, Any], Dict[str, str]]:
+        key = req.headers.get("Idempotency-Key")
+        body_text = json.dumps(req.body, sort_keys=True)
+        if key and key in self.replies:
+            first_body, status, answer = self.replies[key]
+            if first_body != body_text:
+                return 400, fixture("error_idempotency.json"), {}
+            return status, answer, {"x-idempotency-lookup": "hit"}
+        data = req.body["ticket"]
+        email = data["requester"]["email"]
+        if email not in self.users:
+            user = fixture("user.json")
+            user.update(id=20978392 + len(self.users), email=email, name=data["requester"].get("name", email),
+                        url=f"https://example.zendesk.com/api/v2/users/{20978392 + len(self.users)}.json")
+            self.users[email] = user
+        ticket_id = 35436 + len(self.tickets)
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ticket = copy.deepcopy(fixture("ticket.json"))
+        ticket.update(id=ticket_id, url=f"https://example.zendesk.com/api/v2/tickets/{ticket_id}.json",
+                      subject=data["subject"], raw_subject=data["subject"], description=data["comment"]["body"],
+                      requester_id=self.users[email]["id"], submitter_id=AGENT_ID, tags=data.get("tags", []),
+                      created_at=now, updated_at=now, status="new")
+        self.tickets[ticket_id] = ticket
+        self.comments[ticket_id] = [data["comment"]]
+        answer = {"ticket": ticket, "audit": {"ticket_id": ticket_id, "events": []}}
+        if key:
+            self.replies[key] = (body_text, 201, answer)
+        return 201, answer, {"x-idempotency-lookup": "miss"} if key else {}
+
+
+def _send(handler: BaseHTTPRequestHandler, status: int, body: Dict[str, Any], headers: Dict[str, str]) -> None:
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json; charset=utf-8")
+    handler.send_header("Content-Length", str(len(data)))
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)
