@@ -38,9 +38,6 @@ TOPICS = {
     "change_plan": "change plans",
     "account_access": "unlock accounts",
     "update_account": "change account details",
-    "report_bug": "file bug reports",
-    "feature_request": "file feature requests",
-    "ticket_status": "look up support tickets",
     "cancel_subscription+request_refund": "cancel a subscription and refund it",
 }
 
