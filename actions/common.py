@@ -46,13 +46,18 @@ def turn_key(tracker: Tracker, purpose: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:40]
 
 
-def reply_to_backend_error(dispatcher: CollectingDispatcher, error: BackendError) -> None:
-    """The customer-facing answer for a failed backend call. Never claims success."""
+def reply_to_backend_error(dispatcher: CollectingDispatcher, error: BackendError, *,
+                           not_found: str = "utter_not_found",
+                           unavailable: str = "utter_backend_unavailable") -> None:
+    """The customer-facing answer for a failed backend call. Never claims success.
+
+    NotFound and Forbidden get the same answer, so a reply never tells whether someone else's
+    order or ticket exists. `not_found` and `unavailable` name the system in the reply."""
     if isinstance(error, (NotFound, Forbidden)):
-        dispatcher.utter_message(response="utter_not_found")
+        dispatcher.utter_message(response=not_found)
     elif isinstance(error, BackendUnavailable):
         logger.warning("Backend unavailable: %s", error)
-        dispatcher.utter_message(response="utter_backend_unavailable")
+        dispatcher.utter_message(response=unavailable)
     else:
         logger.warning("Backend refused the request: %s", error)
         dispatcher.utter_message(response="utter_backend_refused")

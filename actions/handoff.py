@@ -14,6 +14,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.common import billing, handoff_store, latest_intent, ticketing, turn_key
 from actions.identity import verified_customer
+from actions.transcript import context_text, conversation_context
 from supportbot.store import Handoff
 
 logger = logging.getLogger(__name__)
@@ -37,9 +38,6 @@ TOPICS = {
     "change_plan": "change plans",
     "account_access": "unlock accounts",
     "update_account": "change account details",
-    "report_bug": "file bug reports",
-    "feature_request": "file feature requests",
-    "ticket_status": "look up support tickets",
     "cancel_subscription+request_refund": "cancel a subscription and refund it",
 }
 
@@ -94,50 +92,10 @@ def requester_email(tracker: Tracker) -> str:
 
 def ticket_body(record: Handoff, max_lines: int = 50) -> str:
     """The summary a person reads in the ticket: why, who, and the latest transcript."""
-    lines = [f"Handed off by the assistant: {record.reason} (reference {record.reference}).",
-             f"Conversation: {record.conversation_id}",
-             f"Customer: {record.customer_id or 'not verified'}", "", "Transcript:"]
-    transcript = record.context.get("transcript") or []
-    if len(transcript) > max_lines:
-        lines.append(f"... {len(transcript) - max_lines} earlier messages in handoff {record.reference}")
-    lines += [f"{turn.get('from')}: {turn.get('text') or ''}" for turn in transcript[-max_lines:]]
-    slots = record.context.get("slots") or {}
-    if slots:
-        lines += ["", "Known: " + ", ".join(f"{name}={value}" for name, value in sorted(slots.items()))]
-    return "\n".join(lines)
-
-
-def conversation_context(tracker: Tracker) -> Dict[str, Any]:
-    """What the person taking over needs: transcript, NLU results, slots."""
-    transcript = []
-    for event in tracker.events:
-        if event.get("event") == "user":
-            parse = event.get("parse_data") or {}
-            transcript.append(
-                {
-                    "from": "customer",
-                    "text": event.get("text"),
-                    "intent": (parse.get("intent") or {}).get("name"),
-                    "confidence": (parse.get("intent") or {}).get("confidence"),
-                    "entities": [
-                        {"entity": e.get("entity"), "value": e.get("value")}
-                        for e in parse.get("entities") or []
-                    ],
-                    "timestamp": event.get("timestamp"),
-                }
-            )
-        elif event.get("event") == "bot":
-            transcript.append(
-                {"from": "bot", "text": event.get("text"), "timestamp": event.get("timestamp")}
-            )
-    latest = tracker.latest_message or {}
-    return {
-        "transcript": transcript,
-        "intent_ranking": (latest.get("intent_ranking") or [])[:5],
-        "entities": latest.get("entities") or [],
-        "tone": latest.get("tone"),
-        "slots": {k: v for k, v in tracker.current_slot_values().items() if v is not None},
-    }
+    intro = [f"Handed off by the assistant: {record.reason} (reference {record.reference})."]
+    return context_text(intro, record.context, conversation_id=record.conversation_id,
+                        customer_id=record.customer_id, full_record=f"handoff {record.reference}",
+                        max_lines=max_lines)
 
 
 class ActionHandoff(Action):

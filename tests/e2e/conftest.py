@@ -17,6 +17,8 @@ import yaml
 from supportbot import processes
 from supportbot.clients.billing import BillingClient
 from supportbot.store import HandoffStore
+from supportbot.ticketing import ticketing_from_env
+from supportbot.ticketing.sql import SqlTicketing
 
 IDENTITY_SECRET = "test-identity-secret-of-32-bytes!!"
 API_TOKEN = "test-rasa-api-token"
@@ -30,6 +32,7 @@ class Stack:
     tracker_db: Path
     store_db_url: str
     log_dir: Path
+    env: Dict[str, str]
 
     def say(self, sender: str, text: str, metadata: Optional[Dict[str, Any]] = None,
             timeout: float = 60) -> List[Dict[str, Any]]:
@@ -59,6 +62,12 @@ class Stack:
 
     def handoffs(self) -> HandoffStore:
         return HandoffStore(self.store_db_url)
+
+    def tickets(self) -> SqlTicketing:
+        """The ticketing adapter the action server uses, configured from the same environment."""
+        adapter = ticketing_from_env(self.env)
+        assert isinstance(adapter, SqlTicketing)
+        return adapter
 
     def stored_text(self) -> str:
         """Every byte of the tracker store, as text: to prove what is (not) stored."""
@@ -91,6 +100,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
         "BILLING_URL": f"http://127.0.0.1:{billing_port}",
         "BILLING_TIMEOUT": "3",
         "SUPPORTBOT_DB_URL": store_db_url,
+        # The default backend (the embedded queue), in its own database.
+        "SUPPORTBOT_TICKETING": "sqlite",
+        "SUPPORTBOT_TICKETING_DB_URL": f"sqlite:///{tmp / 'tickets.db'}",
         "SUPPORTBOT_IDENTITY_SECRET": IDENTITY_SECRET,
         # The Slack channel, posting to the fake Slack Web API (see fake_slack.py).
         "SLACK_BOT_TOKEN": fake_slack.BOT_TOKEN,
@@ -104,7 +116,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
                               API_TOKEN, env, repo),
     ]
     with processes.running(servers, timeout=240):
-        yield Stack(servers[2].url, servers[1].url, servers[0].url, tracker_db, store_db_url, tmp)
+        yield Stack(servers[2].url, servers[1].url, servers[0].url, tracker_db, store_db_url, tmp, env)
 
 
 @pytest.fixture

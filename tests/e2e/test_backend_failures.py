@@ -77,3 +77,28 @@ def test_refund_is_not_claimed_when_billing_fails(failing_actions, stack):
                   {"customer_id": "C-1001", "customer_verified": True, "refund_quote": quote})
     assert [r["response"] for r in result["responses"]] == ["utter_backend_unavailable"]
     assert not any(e.get("name") == "refund_id" for e in result["events"])
+
+
+@pytest.fixture(scope="module")
+def tickets_down(tmp_path_factory, repo, stack) -> Iterator[str]:
+    """An action server whose ticket database cannot be opened (its URL names a directory)."""
+    tmp = tmp_path_factory.mktemp("tickets-down")
+    env = {"BILLING_URL": stack.billing_url, "SUPPORTBOT_DB_URL": f"sqlite:///{tmp / 'store.db'}",
+           "SUPPORTBOT_TICKETING": "sqlite", "SUPPORTBOT_TICKETING_DB_URL": f"sqlite:///{tmp}"}
+    server = processes.action_server(processes.free_port(), tmp, env, repo)
+    with processes.running([server], timeout=120):
+        yield server.url
+
+
+def test_no_ticket_is_claimed_when_ticketing_is_down(tickets_down, stack):
+    slots = {"bug_description": "search is broken", "bug_steps": "search", "bug_severity": "high",
+             "email": "carla.m@example.org"}
+    for action, filled in (("action_create_bug_ticket", slots), ("action_create_feature_request", {})):
+        result = _run(tickets_down, stack, action, filled, text="please add dark mode")
+        assert [r["response"] for r in result["responses"]] == ["utter_ticketing_unavailable"], action
+
+
+def test_ticket_status_says_the_ticket_system_is_unavailable(tickets_down, stack):
+    result = _run(tickets_down, stack, "action_ticket_status",
+                  {"customer_id": "C-1001", "customer_verified": True, "email": "alice@example.com"})
+    assert [r["response"] for r in result["responses"]] == ["utter_ticketing_unavailable"]
