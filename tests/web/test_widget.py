@@ -150,6 +150,13 @@ def test_satisfaction_rating_at_the_end(browser, demo, stack):
     assert [(r.kind, r.value) for r in rows] == [("conversation", 4)]
 
 
+def test_saying_goodbye_asks_for_a_rating(browser, demo):
+    open_chat(browser, demo + "/")
+    say(browser, "thanks, bye")
+    browser.wait_for(".sbw-survey legend")
+    assert browser.evaluate("document.activeElement.getAttribute('aria-label')") == "Very unsatisfied"
+
+
 def test_keyboard_only_on_a_phone_screen(demo):
     phone = Browser(viewport={"width": 360, "height": 640})
     try:
