@@ -65,6 +65,7 @@
     this.options = options;
     this.state = load();
     this.state.messages = this.state.messages || [];
+    this.pending = [];
     this.feedbackUrl = options.feedbackUrl || options.socketUrl.replace(/\/$/, "") + "/webhooks/socketio";
   }
 
@@ -152,6 +153,7 @@
       self.state.session_id = id;
       self.save();
       self.refreshState();
+      self.flush();
     });
     socket.on("bot_uttered", function (message) { self.receive(message); });
     socket.on("bot_turn_done", function (turn) {
@@ -180,13 +182,21 @@
 
   Widget.prototype.sendText = function (text, payload) {
     text = (text || "").trim();
-    if (!text || !this.state.session_id) return;
+    if (!text) return;
     this.input.value = "";
     this.clearButtons();
     this.add({ from: "user", text: text });
-    this.socket.emit("user_uttered", { message: payload || text, session_id: this.state.session_id,
-                                       metadata: this.metadata() });
+    this.pending.push(payload || text);  // sent once the server has confirmed the session
+    this.flush();
     this.showTyping(true);
+  };
+
+  Widget.prototype.flush = function () {
+    if (!this.state.session_id || !this.socket.connected) return;
+    while (this.pending.length) {
+      this.socket.emit("user_uttered", { message: this.pending.shift(), session_id: this.state.session_id,
+                                         metadata: this.metadata() });
+    }
   };
 
   Widget.prototype.receive = function (message) {
@@ -287,6 +297,7 @@
 
   Widget.prototype.restart = function () {
     this.state = { messages: [], open: true };
+    this.pending = [];
     this.save();
     this.log.textContent = "";
     this.survey.hidden = true;
