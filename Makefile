@@ -9,7 +9,7 @@ export RASA_TELEMETRY_ENABLED := false
 # Everything a trained model depends on: retrain only when one of these changed.
 MODEL_INPUTS := config.yml domain.yml $(shell find data -name '*.yml') $(shell find supportbot/nlu -name '*.py' 2>/dev/null)
 
-.PHONY: install run shell train test lint validate test-nlu test-core test-py rt bench lock clean
+.PHONY: install run shell train test lint validate test-nlu test-core test-py rt web browser bench lock clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt packages/en_core_web_sm/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert (3, 8) <= sys.version_info[:2] < (3, 11), "Rasa 3.6 needs Python 3.8-3.10 (see .python-version), got " + sys.version' 
@@ -28,7 +28,7 @@ $(MODEL): $(BIN)/.installed $(MODEL_INPUTS)
 
 train: $(MODEL)
 
-run: $(MODEL)
+run: $(MODEL) web
 	$(BIN)/supportbot run
 
 shell: install
@@ -46,12 +46,23 @@ test-nlu: $(MODEL)
 test-core: $(MODEL)
 	$(BIN)/rasa test core --model $(MODEL) --stories tests/stories --out results/core --fail-on-prediction-errors
 
-test-py: $(MODEL) rt
+test-py: $(MODEL) rt web browser
 	$(BIN)/pytest -q
 
 # Request Tracker 5 from Debian's packages, for the RT ticketing tests (docs/ticketing.md).
 rt:
 	bash scripts/install-rt.sh
+
+# The chat widget: npm deps pinned in web/package-lock.json, built into web/dist (docs/web-widget.md).
+web: web/dist/.built
+
+web/dist/.built: web/package.json web/package-lock.json web/build.mjs $(wildcard web/src/*)
+	cd web && npm ci --no-audit --no-fund && npm run build
+	touch $@
+
+# Chromium from Debian's packages, for the widget's browser tests (tests/web).
+browser:
+	bash scripts/install-browser.sh
 
 # The NLU benchmark on the project's own data (docs/benchmarks.md has the BANKING77 and NLU++ ones).
 bench: install
@@ -64,4 +75,4 @@ lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v -iE '^(en.core.web.sm|supportbot) ' > constraints.txt
 
 clean:
-	rm -rf models results var .rasa
+	rm -rf models results var .rasa web/dist web/node_modules

@@ -76,6 +76,17 @@ class VerifiedFormValidation(FormValidationAction):
                 events += [SlotSet("customer_id", customer_id), SlotSet("customer_verified", True)]
         return events
 
+    async def extract_order_id(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[str, Any]:
+        """On an order's page ("where is it?"), the order shown is the one meant, unless the
+        customer names another. validate_order_id still checks it like a typed one."""
+        if tracker.get_slot("order_id"):
+            return {}
+        page = (tracker.latest_message.get("metadata") or {}).get("page")
+        order_id = page.get("order_id") if isinstance(page, dict) else None
+        return {"order_id": order_id} if isinstance(order_id, str) and normalize.order_id(order_id) else {}
+
     def validate_email(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[str, Any]:

@@ -1,6 +1,6 @@
 """`supportbot`: run the assistant with embedded defaults, hand conversations back, gate NLU.
 
-  supportbot run                 billing service + action server + Rasa (REST, socket.io)
+  supportbot run                 billing service + action server + Rasa (REST, socket.io) + demo store
   supportbot shell               chat with the running assistant in the terminal
   supportbot handoffs            list handoff records (open ones by default)
   supportbot resume SENDER_ID    give a handed-off conversation back to the bot
@@ -35,6 +35,7 @@ The assistant is running.
                             -H 'Content-Type: application/json' \\
                             -d '{{"sender": "me", "message": "where is my order 4817263"}}'
   Socket.IO channel:      {rasa}/socket.io
+  Demo store with chat:   {demo}   (signed in as alice@example.com)
   Billing service:        {billing}/openapi.yaml   (demo customer: alice@example.com, order 4817263)
   Handed-off chats:       .venv/bin/supportbot handoffs
 Logs are in var/logs/. Press Ctrl-C to stop.
@@ -62,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         "BILLING_URL": billing_url,
         "SUPPORTBOT_DB_URL": os.environ.get("SUPPORTBOT_DB_URL", f"sqlite:///{var / 'supportbot.db'}"),
         "RASA_TELEMETRY_ENABLED": "false",
+        # The demo store signs the widget's customer_token and the actions verify it: without a
+        # configured secret, one made for this run lets the two agree.
+        "SUPPORTBOT_IDENTITY_SECRET": os.environ.get("SUPPORTBOT_IDENTITY_SECRET") or secrets.token_urlsafe(32),
     }
     billing_db = os.environ.get("BILLING_DB_URL", f"sqlite:///{var / 'billing.db'}")
     servers = [
@@ -69,12 +73,14 @@ def run(args: argparse.Namespace) -> int:
         processes.action_server(ACTIONS_PORT, log_dir, env, root),
         processes.rasa_server(args.port, Path(args.model), root / "endpoints.yml",
                               root / "credentials.yml", log_dir, api_token(create=True), env, root),
+        processes.demo_server(args.demo_port, f"http://127.0.0.1:{args.port}", billing_url, log_dir, env, root),
     ]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print("Starting the billing service, the action server and Rasa (about a minute)...")
+    print("Starting the billing service, the action server, Rasa and the demo store (about a minute)...")
     with processes.running(servers, timeout=300):
-        print(BANNER.format(rasa=f"http://127.0.0.1:{args.port}", billing=billing_url))
+        print(BANNER.format(rasa=f"http://127.0.0.1:{args.port}", billing=billing_url,
+                            demo=f"http://127.0.0.1:{args.demo_port}"))
         try:
             while not stop.wait(1):
                 for server in servers:
@@ -168,6 +174,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="models/supportbot.tar.gz")
     p.add_argument("--port", type=int, default=int(os.environ.get("RASA_PORT", 5005)))
     p.add_argument("--billing-port", type=int, default=int(os.environ.get("BILLING_PORT", 5056)))
+    p.add_argument("--demo-port", type=int, default=int(os.environ.get("DEMO_PORT", 5057)))
     p.set_defaults(func=run)
     p = commands.add_parser("shell", help="chat with the running assistant in the terminal")
     p.add_argument("--rasa-url", default=os.environ.get("RASA_URL", "http://127.0.0.1:5005"))

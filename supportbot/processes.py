@@ -130,3 +130,14 @@ def rasa_server(port: int, model: Path, endpoints: Path, credentials: Path, log_
          "--credentials", str(credentials)],
         f"http://127.0.0.1:{port}/status?token={auth_token}", log_dir / "rasa.log", env, cwd,
     )
+
+
+def demo_server(port: int, rasa_url: str, billing_url: str, log_dir: Path,
+                env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> ServerProcess:
+    """The demo store with the chat widget (supportbot/demo.py); `rasa_url` as browsers reach it."""
+    return ServerProcess(
+        "demo store",
+        [sys.executable, "-m", "supportbot.demo", "--host", "127.0.0.1", "--port", str(port),
+         "--rasa-url", rasa_url, "--billing-url", billing_url],
+        f"http://127.0.0.1:{port}/health", log_dir / "demo.log", env, cwd,
+    )

@@ -1,7 +1,8 @@
-"""The assistant's own persistence (SQLAlchemy): handoff records with their full context.
+"""The assistant's own persistence (SQLAlchemy): handoff records with their full context, and
+customers' feedback from the web widget.
 
 SQLite by default, any SQLAlchemy URL through SUPPORTBOT_DB_URL (e.g. a Postgres URL). Tables
-are created on first use. This is the store the human-handoff flow and, later, feedback and
+are created on first use. This is the store the human-handoff flow, feedback and, later,
 agent corrections write to.
 """
 from __future__ import annotations
@@ -12,10 +13,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from sqlalchemy import Column, DateTime, String, Text, create_engine, select
+from sqlalchemy import Column, DateTime, Float, Integer, String, Text, UniqueConstraint, create_engine, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, declarative_base
 
 DEFAULT_DB_URL = "sqlite:///var/supportbot.db"
@@ -110,6 +112,89 @@ class HandoffStore:
                 row.resolved_at = datetime.now(timezone.utc)
             session.commit()
             return len(rows)
+
+
+class FeedbackRow(Base):
+    __tablename__ = "feedback"
+    # One vote per bot answer (or one rating per conversation): a double click or a changed
+    # mind updates that row instead of adding one.
+    __table_args__ = (UniqueConstraint("conversation_id", "message_id", "answer_index", "kind"),)
+
+    id = Column(String(36), primary_key=True)
+    conversation_id = Column(String(255), nullable=False, index=True)
+    kind = Column(String(16), nullable=False)  # "answer" (thumbs) | "conversation" (satisfaction)
+    # The user message the answer replied to, and which of its replies ("" and 0 for a rating).
+    message_id = Column(String(64), nullable=False)
+    answer_index = Column(Integer, nullable=False)
+    value = Column(Integer, nullable=False)  # answer: +1 / -1; conversation: 1..5
+    user_text = Column(Text)
+    bot_text = Column(Text)
+    intent = Column(String(255))
+    confidence = Column(Float)
+    customer_id = Column(String(64))
+    created_at = Column(DateTime(timezone=True), nullable=False)
+    updated_at = Column(DateTime(timezone=True), nullable=False)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    id: str
+    conversation_id: str
+    kind: str
+    message_id: str
+    answer_index: int
+    value: int
+    user_text: Optional[str]
+    bot_text: Optional[str]
+    intent: Optional[str]
+    confidence: Optional[float]
+    customer_id: Optional[str]
+    created_at: datetime
+
+
+class FeedbackStore:
+    def __init__(self, db_url: Optional[str] = None) -> None:
+        self.db_url = db_url or os.environ.get("SUPPORTBOT_DB_URL", DEFAULT_DB_URL)
+        self.engine: Engine = make_engine(self.db_url)
+        Base.metadata.create_all(self.engine)
+
+    def save(self, *, conversation_id: str, kind: str, value: int, message_id: str = "",
+             answer_index: int = 0, **details: Any) -> Tuple[Feedback, bool]:
+        """Store the vote, or update the one already stored for the same answer.
+
+        Returns the row and whether it was new. `details`: user_text, bot_text, intent,
+        confidence, customer_id (taken from the tracker, never from the client).
+        """
+        key = dict(conversation_id=conversation_id, kind=kind, message_id=message_id,
+                   answer_index=answer_index)
+        now = datetime.now(timezone.utc)
+        for _ in range(2):  # a concurrent double click may lose the insert race once
+            with Session(self.engine, future=True) as session:
+                row = session.execute(select(FeedbackRow).filter_by(**key)).scalar_one_or_none()
+                created = row is None
+                if created:
+                    row = FeedbackRow(id=str(uuid.uuid4()), created_at=now, **key)
+                    session.add(row)
+                row.value, row.updated_at = value, now
+                for name, detail in details.items():
+                    setattr(row, name, detail)
+                try:
+                    session.commit()
+                except IntegrityError:
+                    continue
+                return _to_feedback(row), created
+        raise RuntimeError(f"could not store feedback for {key}")
+
+    def list(self, conversation_id: Optional[str] = None) -> List[Feedback]:
+        query = select(FeedbackRow).order_by(FeedbackRow.created_at)
+        if conversation_id:
+            query = query.where(FeedbackRow.conversation_id == conversation_id)
+        with Session(self.engine, future=True) as session:
+            return [_to_feedback(row) for row in session.execute(query).scalars()]
+
+
+def _to_feedback(row: FeedbackRow) -> Feedback:
+    return Feedback(**{name: getattr(row, name) for name in Feedback.__dataclass_fields__})
 
 
 def make_engine(db_url: str) -> Engine:
