@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 
 import pytest
+import sqlalchemy
+from databases import POSTGRES_URL
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "models" / "supportbot.tar.gz"
@@ -22,3 +24,16 @@ def model() -> Path:
     if not MODEL.exists():
         pytest.fail(f"No trained model at {MODEL}: run `make train` (make test does it first).")
     return MODEL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path) -> str:
+    """Each store test runs on SQLite and on the real Postgres server. A missing Postgres fails
+    the test rather than skipping it, so a green run always means both were tested."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    try:
+        sqlalchemy.create_engine(POSTGRES_URL).connect().close()
+    except sqlalchemy.exc.OperationalError as error:
+        pytest.fail(f"Postgres unreachable at {POSTGRES_URL} (set SUPPORTBOT_TEST_POSTGRES_URL): {error}")
+    return POSTGRES_URL

@@ -40,7 +40,7 @@ def postgres_billing_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     try:
         admin = psycopg2.connect(POSTGRES_URL, connect_timeout=3)
     except psycopg2.OperationalError as exc:
-        pytest.skip(f"Postgres unreachable at {POSTGRES_URL}: {str(exc).strip()}")
+        pytest.fail(f"Postgres unreachable at {POSTGRES_URL}: {str(exc).strip()}")
     admin.autocommit = True
     # A fresh schema per run keeps repeated and parallel runs apart.
     schema = f"billing_test_{uuid.uuid4().hex[:12]}"

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import rt_server  # noqa: E402
 from backends import Backend, make_rt, make_zendesk, rt_comments  # noqa: E402
+from databases import POSTGRES_URL  # noqa: E402
 from fake_zendesk import FakeZendesk  # noqa: E402
 
 from supportbot.ticketing.sql import SqlTicketing  # noqa: E402
@@ -39,10 +40,10 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'supportbot.db'}"
 
 
-@pytest.fixture(params=["sqlite", "rt", "zendesk"])
+@pytest.fixture(params=["sqlite", "postgres", "rt", "zendesk"])
 def backend(request: pytest.FixtureRequest, db_url: str) -> Backend:
-    if request.param == "sqlite":
-        adapter = SqlTicketing(db_url)
+    if request.param in ("sqlite", "postgres"):  # the embedded queue, on either database
+        adapter = SqlTicketing(db_url if request.param == "sqlite" else POSTGRES_URL)
         return Backend(adapter, adapter.set_status, lambda tid: len(adapter.comments(tid)))
     if request.param == "rt":
         adapter = make_rt(request.getfixturevalue("rt_url"), db_url)

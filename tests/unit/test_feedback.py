@@ -2,13 +2,10 @@
 import uuid
 
 import pytest
-import sqlalchemy
 from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUttered
 
 from supportbot import feedback
 from supportbot.store import FeedbackStore
-
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @pytest.mark.parametrize("body, error", [
@@ -63,15 +60,9 @@ def test_answers_not_in_the_conversation_are_unknown(message_id, index):
         feedback.details_from_events(wanted, conversation())
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        return FeedbackStore(f"sqlite:///{tmp_path / 'store.db'}")
-    try:
-        sqlalchemy.create_engine(POSTGRES_URL).connect().close()
-    except sqlalchemy.exc.OperationalError as error:
-        pytest.skip(f"Postgres unreachable: {error}")
-    return FeedbackStore(POSTGRES_URL)
+@pytest.fixture
+def store(db_url):
+    return FeedbackStore(db_url)
 
 
 def test_one_row_per_answer_and_the_last_vote_counts(store):

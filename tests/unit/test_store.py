@@ -2,22 +2,13 @@
 import uuid
 
 import pytest
-import sqlalchemy
 
 from supportbot.store import HandoffStore
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        return HandoffStore(f"sqlite:///{tmp_path / 'store.db'}")
-    try:
-        sqlalchemy.create_engine(POSTGRES_URL).connect().close()
-    except sqlalchemy.exc.OperationalError as error:
-        pytest.skip(f"Postgres unreachable: {error}")
-    return HandoffStore(POSTGRES_URL)
+@pytest.fixture
+def store(db_url):
+    return HandoffStore(db_url)
 
 
 def test_record_is_idempotent_per_key_and_keeps_context(store):
