@@ -181,3 +181,19 @@ def test_keyboard_only_on_a_phone_screen(demo):
         assert phone.focused() == "Chat with us"
     finally:
         phone.close()
+
+
+def test_answers_format_links_and_never_run_html(browser, demo):
+    """Bot text may carry simple formatting and links; any HTML in it stays text (a bot answer can
+    echo what a customer typed)."""
+    browser.goto(demo + "/")
+    formatted = browser.evaluate(
+        "SupportWidget.format('See **our policy**: [returns](https://shop.example/returns) or "
+        "https://shop.example/help')")
+    assert "<strong>our policy</strong>" in formatted
+    link = '<a href="https://shop.example/returns" target="_blank" rel="noopener noreferrer">returns</a>'
+    assert link in formatted
+    assert '>https://shop.example/help</a>' in formatted
+    escaped = browser.evaluate("SupportWidget.format('<img src=x onerror=alert(1)> [x](javascript:alert(1))')")
+    assert "<img" not in escaped and "&lt;img" in escaped
+    assert 'href="javascript' not in escaped
