@@ -197,3 +197,20 @@ def test_answers_format_links_and_never_run_html(browser, demo):
     escaped = browser.evaluate("SupportWidget.format('<img src=x onerror=alert(1)> [x](javascript:alert(1))')")
     assert "<img" not in escaped and "&lt;img" in escaped
     assert 'href="javascript' not in escaped
+
+
+def test_typing_indicator_shows_while_the_assistant_answers(browser, demo):
+    open_chat(browser, demo + "/")
+    # Record whether the indicator ever became visible: the answer may come too fast to poll for it.
+    browser.evaluate("""(() => {
+      const typing = document.querySelector('.sbw-typing');
+      window.typingSeen = false;
+      new MutationObserver(() => { if (!typing.hidden) window.typingSeen = true; })
+        .observe(typing, {attributes: true});
+      return true;
+    })()""")
+    say(browser, "hello")
+    browser.wait_for(BOT)
+    browser.wait_for(".sbw-typing", "hidden")  # and gone once the turn is done
+    assert browser.evaluate("window.typingSeen") is True
+    assert browser.attr(".sbw-typing", "role") == "status"  # announced to screen readers
