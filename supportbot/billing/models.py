@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -75,9 +76,13 @@ class Customer(Base):
     id = Column(String(16), primary_key=True)
     name = Column(String(200), nullable=False)
     email = Column(String(254), nullable=False, unique=True)  # stored lower-case
+    locked = Column(Boolean, nullable=False, default=False)
+    # What a downgrade credited; spent on future invoices by the (out of scope) billing run.
+    credit_balance = Column(Money, nullable=False, default=Decimal("0.00"))
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"id": self.id, "name": self.name, "email": self.email}
+        return {"id": self.id, "name": self.name, "email": self.email, "locked": self.locked,
+                "credit_balance": money(self.credit_balance or 0)}
 
 
 class Order(Base):
@@ -189,6 +194,8 @@ class Refund(Base):
     customer_id = Column(String(16), ForeignKey("customers.id"), nullable=False, index=True)
     order_id = Column(String(7), ForeignKey("orders.id"), index=True)
     invoice_id = Column(String(32), ForeignKey("invoices.id"), index=True)
+    # Set (alone) when the refund returns a duplicate charge rather than an order/invoice.
+    payment_id = Column(String(16), ForeignKey("payments.id"), index=True)
     amount = Column(Money, nullable=False)
     currency = Column(String(3), nullable=False)
     reason = Column(Text, nullable=False)
@@ -201,6 +208,7 @@ class Refund(Base):
             "customer_id": self.customer_id,
             "order_id": self.order_id,
             "invoice_id": self.invoice_id,
+            "payment_id": self.payment_id,
             "amount": money(self.amount),
             "currency": self.currency,
             "reason": self.reason,
@@ -216,6 +224,15 @@ class Plan(Base):
     monthly_price = Column(Money, nullable=False)
     currency = Column(String(3), nullable=False, default="USD")
 
+    def to_dict(self) -> Dict[str, Any]:
+        return {"id": self.id, "name": self.name, "monthly_price": money(self.monthly_price),
+                "currency": self.currency}
+
+
+# The service's single retention offer, made to active subscriptions that have not taken it.
+RETENTION_OFFER = {"id": "half_price_3_months", "description": "50% off your next 3 months",
+                   "percent_off": 50, "months": 3}
+
 
 class Subscription(Base):
     __tablename__ = "subscriptions"
@@ -224,7 +241,113 @@ class Subscription(Base):
     plan_id = Column(String(16), ForeignKey("plans.id"), nullable=False)
     status = Column(String(16), nullable=False)  # active|cancelled
     renews_at = Column(Date)
+    ends_at = Column(Date)  # the day access ends, once cancelled
     started_at = Column(DateTime, nullable=False)
+    discount_percent = Column(Integer, nullable=False, default=0)
+    discount_months = Column(Integer, nullable=False, default=0)
+    retention_offer_accepted = Column(Boolean, nullable=False, default=False)
+    cancel_reason = Column(Text)
+    plan = relationship("Plan", lazy="selectin")
+
+    def to_dict(self) -> Dict[str, Any]:
+        offer = None
+        if self.status == "active" and not self.retention_offer_accepted:
+            offer = dict(RETENTION_OFFER)
+        return {
+            "id": self.id,
+            "customer_id": self.customer_id,
+            "plan_id": self.plan_id,
+            "plan_name": self.plan.name,
+            "monthly_price": money(self.plan.monthly_price),
+            "currency": self.plan.currency,
+            "status": self.status,
+            "renews_at": iso_date(self.renews_at),
+            "ends_at": iso_date(self.ends_at),
+            "started_at": iso_datetime(self.started_at),
+            "discount_percent": self.discount_percent or 0,
+            "discount_months": self.discount_months or 0,
+            "retention_offer": offer,
+        }
+
+
+class Dispute(Base):
+    __tablename__ = "disputes"
+    number = Column(Integer, primary_key=True, autoincrement=True)
+    id = Column(String(16), unique=True)  # "D-000001", derived from `number`
+    customer_id = Column(String(16), ForeignKey("customers.id"), nullable=False, index=True)
+    payment_id = Column(String(16), ForeignKey("payments.id"), nullable=False, index=True)
+    amount = Column(Money, nullable=False)
+    currency = Column(String(3), nullable=False)
+    reason = Column(Text, nullable=False)
+    status = Column(String(16), nullable=False)  # open
+    created_at = Column(DateTime, nullable=False)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "id": self.id,
+            "customer_id": self.customer_id,
+            "payment_id": self.payment_id,
+            "amount": money(self.amount),
+            "currency": self.currency,
+            "reason": self.reason,
+            "status": self.status,
+            "created_at": iso_datetime(self.created_at),
+        }
+
+
+class PaymentMethod(Base):
+    """A saved card: only brand and last four digits, never the number itself."""
+
+    __tablename__ = "payment_methods"
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    customer_id = Column(String(16), ForeignKey("customers.id"), nullable=False, index=True)
+    brand = Column(String(16), nullable=False)
+    last4 = Column(String(4), nullable=False)
+    exp_month = Column(Integer, nullable=False)
+    exp_year = Column(Integer, nullable=False)
+    is_default = Column(Boolean, nullable=False, default=False)
+    created_at = Column(DateTime, nullable=False)
+
+
+class _TokenMixin:
+    """A single-use emailed or linked token: only its SHA-256 is stored."""
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    token_hash = Column(String(64), nullable=False, unique=True)
+    expires_at = Column(DateTime, nullable=False)
+    used_at = Column(DateTime)
+    created_at = Column(DateTime, nullable=False)
+
+
+class PaymentMethodLink(_TokenMixin, Base):
+    __tablename__ = "payment_method_links"
+    customer_id = Column(String(16), ForeignKey("customers.id"), nullable=False, index=True)
+
+
+class PasswordReset(_TokenMixin, Base):
+    __tablename__ = "password_resets"
+    customer_id = Column(String(16), ForeignKey("customers.id"), nullable=False, index=True)
+
+
+class AccountToken(_TokenMixin, Base):
+    """Account unlock and email-change confirmation links."""
+
+    __tablename__ = "account_tokens"
+    customer_id = Column(String(16), ForeignKey("customers.id"), nullable=False, index=True)
+    kind = Column(String(16), nullable=False)  # account_unlock|email_change
+    new_email = Column(String(254))
+
+
+class Outbox(Base):
+    """Mail the service "sends": written here, delivered by nobody (tests read it)."""
+
+    __tablename__ = "outbox"
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    to_address = Column(String(254), nullable=False)
+    subject = Column(String(200), nullable=False)
+    body = Column(Text, nullable=False)
+    kind = Column(String(32), nullable=False)  # password_reset|account_unlock|sign_in_help|...
+    created_at = Column(DateTime, nullable=False)
 
 
 class IdempotencyKey(Base):

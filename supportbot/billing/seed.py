@@ -137,7 +137,7 @@ def _bob(c: _Clock) -> list:
         Subscription(id="S-1002", customer_id=cid, plan_id="plus", status="active",
                      renews_at=c.date(24), started_at=c.at(-6, 6)),
         Subscription(id="S-1003", customer_id=cid, plan_id="premium", status="cancelled",
-                     renews_at=None, started_at=c.at(-150, 9)),
+                     renews_at=None, ends_at=c.date(-6), started_at=c.at(-150, 9)),
     ]
 
 
@@ -162,12 +162,30 @@ def _chloe(c: _Clock) -> list:
     ]
 
 
+def _dev(c: _Clock) -> list:
+    """A locked account, for the account-unlock conversation."""
+    cid, addr = "C-1004", "Dev Patel\n77 King Street\nToronto, ON M5H 1J9\nCanada"
+    return [
+        Customer(id=cid, name="Dev Patel", email="dev@example.com", locked=True),
+        Order(id="7740001", customer_id=cid, status="delivered", carrier="Canada Post",
+              tracking_number="7023210039414604", eta=c.date(-15), shipping_address=addr,
+              placed_at=c.at(-20, 12), delivered_at=c.at(-15, 15, 30),
+              total=D("24.00"), currency="USD"),
+        *_items("7740001", ("SKU-NOTE-31", "Dotted notebook", 1, "24.00")),
+        Invoice(id="INV-2026-00070", customer_id=cid, order_id="7740001", amount=D("24.00"),
+                currency="USD", status="paid", issued_at=c.at(-20, 12, 1)),
+        Payment(id="P-000030", customer_id=cid, invoice_id="INV-2026-00070", order_id="7740001",
+                amount=D("24.00"), currency="USD", status="succeeded", card_last4="3184",
+                created_at=c.at(-20, 12, 1)),
+    ]
+
+
 def seed(session: Session, today: Optional[dt.date] = None) -> None:
     """Insert the demo data; the caller commits. `today` defaults to the current UTC day."""
     clock = _Clock(today or dt.datetime.now(dt.timezone.utc).date())
     # One flush per row keeps the insert order of the lists above, which respects the
     # foreign keys (Postgres checks them immediately; there are no ORM relationships to sort by).
-    for row in [*_plans(), *_alice(clock), *_bob(clock), *_chloe(clock)]:
+    for row in [*_plans(), *_alice(clock), *_bob(clock), *_chloe(clock), *_dev(clock)]:
         session.add(row)
         session.flush()
 

@@ -1,8 +1,9 @@
 """Typed HTTP client for the billing & orders service (see supportbot/billing/openapi.yaml).
 
-Every call has a timeout. Reads (GETs, customer verification, refund quotes) and POSTs that
-carry an idempotency key are retried with a short backoff on connection failures, timeouts and
-5xx; 4xx answers are never retried. Failures surface as the typed errors of `supportbot.errors`.
+Every call has a timeout. Reads (GETs, customer verification, refund quotes, plan-change
+previews) and writes that carry an idempotency key (every write the service offers) are
+retried with a short backoff on connection failures, timeouts and 5xx; 4xx answers are never
+retried. Failures surface as the typed errors of `supportbot.errors`.
 Only method, path, status and duration are logged -- never bodies.
 """
 
@@ -42,6 +43,8 @@ class Customer:
     id: str
     name: str
     email: str
+    locked: bool = False
+    credit_balance: Decimal = Decimal("0.00")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Invoice:
     currency: str
     status: str  # paid | open | void
     issued_at: dt.datetime
+    document_url: Optional[str] = None  # signed, expires after 7 days
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class Refund:
     reason: str
     status: str  # requested | approved | processed
     created_at: dt.datetime
+    payment_id: Optional[str] = None  # set when the refund returns a duplicate charge
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,82 @@ class RefundQuote:
     # None when eligible, else outside_policy | already_refunded | not_delivered |
     # exceeds_refundable
     reason: Optional[str]
+
+
+@dataclass(frozen=True)
+class DuplicateCharge:
+    payment: Payment  # the later, duplicate charge
+    original_payment_id: str
+
+
+@dataclass(frozen=True)
+class Dispute:
+    id: str
+    customer_id: str
+    payment_id: str
+    amount: Decimal
+    currency: str
+    reason: str
+    status: str  # open
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Plan:
+    id: str
+    name: str
+    monthly_price: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class RetentionOffer:
+    id: str
+    description: str
+    percent_off: int
+    months: int
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    customer_id: str
+    plan_id: str
+    plan_name: str
+    monthly_price: Decimal
+    currency: str
+    status: str  # active | cancelled
+    renews_at: Optional[dt.date]
+    ends_at: Optional[dt.date]  # the day access ends, once cancelled
+    started_at: dt.datetime
+    discount_percent: int
+    discount_months: int
+    retention_offer: Optional[RetentionOffer]  # offered while active and not yet accepted
+
+
+@dataclass(frozen=True)
+class PlanChangePreview:
+    subscription_id: str
+    from_plan: str
+    to_plan: str
+    amount_due: Decimal  # negative: a credit
+    currency: str
+    effective_date: dt.date
+    next_renewal_amount: Decimal
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    subscription: Subscription
+    amount_due: Decimal
+    currency: str
+    invoice_id: Optional[str]  # the new open invoice when something is due
+
+
+@dataclass(frozen=True)
+class SecureLink:
+    url: str
+    expires_at: dt.datetime
 
 
 # --- parsing: any surprise in a 2xx body becomes BackendUnavailable ----------------------
@@ -165,7 +246,9 @@ def _bool(value: Any) -> bool:
 
 
 def _customer(d: Dict[str, Any]) -> Customer:
-    return Customer(id=_text(d["id"]), name=_text(d["name"]), email=_text(d["email"]))
+    return Customer(id=_text(d["id"]), name=_text(d["name"]), email=_text(d["email"]),
+                    locked=_bool(d.get("locked", False)),
+                    credit_balance=_money(d.get("credit_balance", "0.00")))
 
 
 def _order_item(d: Dict[str, Any]) -> OrderItem:
@@ -188,7 +271,7 @@ def _invoice(d: Dict[str, Any]) -> Invoice:
     return Invoice(
         id=_text(d["id"]), customer_id=_text(d["customer_id"]), order_id=_opt_text(d["order_id"]),
         amount=_money(d["amount"]), currency=_text(d["currency"]), status=_text(d["status"]),
-        issued_at=_datetime(d["issued_at"]),
+        issued_at=_datetime(d["issued_at"]), document_url=_opt_text(d.get("document_url")),
     )
 
 
@@ -208,7 +291,64 @@ def _refund(d: Dict[str, Any]) -> Refund:
         order_id=_opt_text(d["order_id"]), invoice_id=_opt_text(d["invoice_id"]),
         amount=_money(d["amount"]), currency=_text(d["currency"]), reason=_text(d["reason"]),
         status=_text(d["status"]), created_at=_datetime(d["created_at"]),
+        payment_id=_opt_text(d.get("payment_id")),
     )
+
+
+def _duplicate(d: Dict[str, Any]) -> DuplicateCharge:
+    return DuplicateCharge(payment=_payment(d["payment"]),
+                           original_payment_id=_text(d["original_payment_id"]))
+
+
+def _dispute(d: Dict[str, Any]) -> Dispute:
+    return Dispute(
+        id=_text(d["id"]), customer_id=_text(d["customer_id"]), payment_id=_text(d["payment_id"]),
+        amount=_money(d["amount"]), currency=_text(d["currency"]), reason=_text(d["reason"]),
+        status=_text(d["status"]), created_at=_datetime(d["created_at"]),
+    )
+
+
+def _plan(d: Dict[str, Any]) -> Plan:
+    return Plan(id=_text(d["id"]), name=_text(d["name"]),
+                monthly_price=_money(d["monthly_price"]), currency=_text(d["currency"]))
+
+
+def _offer(d: Any) -> Optional[RetentionOffer]:
+    if d is None:
+        return None
+    return RetentionOffer(id=_text(d["id"]), description=_text(d["description"]),
+                          percent_off=_int(d["percent_off"]), months=_int(d["months"]))
+
+
+def _subscription(d: Dict[str, Any]) -> Subscription:
+    return Subscription(
+        id=_text(d["id"]), customer_id=_text(d["customer_id"]), plan_id=_text(d["plan_id"]),
+        plan_name=_text(d["plan_name"]), monthly_price=_money(d["monthly_price"]),
+        currency=_text(d["currency"]), status=_text(d["status"]),
+        renews_at=_opt_date(d["renews_at"]), ends_at=_opt_date(d["ends_at"]),
+        started_at=_datetime(d["started_at"]), discount_percent=_int(d["discount_percent"]),
+        discount_months=_int(d["discount_months"]), retention_offer=_offer(d["retention_offer"]),
+    )
+
+
+def _preview(d: Dict[str, Any]) -> PlanChangePreview:
+    return PlanChangePreview(
+        subscription_id=_text(d["subscription_id"]), from_plan=_text(d["from_plan"]),
+        to_plan=_text(d["to_plan"]), amount_due=_money(d["amount_due"]),
+        currency=_text(d["currency"]), effective_date=dt.date.fromisoformat(
+            _text(d["effective_date"])),
+        next_renewal_amount=_money(d["next_renewal_amount"]),
+    )
+
+
+def _plan_change(d: Dict[str, Any]) -> PlanChange:
+    return PlanChange(subscription=_subscription(d["subscription"]),
+                      amount_due=_money(d["amount_due"]), currency=_text(d["currency"]),
+                      invoice_id=_opt_text(d["invoice_id"]))
+
+
+def _secure_link(d: Dict[str, Any]) -> SecureLink:
+    return SecureLink(url=_text(d["url"]), expires_at=_datetime(d["expires_at"]))
 
 
 def _quote(d: Dict[str, Any]) -> RefundQuote:
@@ -319,6 +459,12 @@ class BillingClient:
     def list_payments(self, cid: str) -> Tuple[Payment, ...]:
         return self._list("payments", _payment, cid)
 
+    def find_duplicate_payments(self, cid: str) -> Tuple[DuplicateCharge, ...]:
+        """Succeeded charges repeating an earlier one (same amount and invoice/order, < 24 h)."""
+        payload = self.request("GET", "customers", cid, "payments", "duplicates")
+        return _parse(lambda p: tuple(_duplicate(row) for row in _array(p["duplicates"])),
+                      payload, "duplicates")
+
     # -- refunds
 
     def refund_quote(
@@ -327,10 +473,11 @@ class BillingClient:
         *,
         order_id: Optional[str] = None,
         invoice_id: Optional[str] = None,
+        payment_id: Optional[str] = None,
         amount: Optional[Amount] = None,
     ) -> RefundQuote:
         """Whether (and how much) can be refunded; a read, so it may be retried."""
-        body = _refund_target(order_id, invoice_id)
+        body = _refund_target(order_id, invoice_id, payment_id)
         if amount is not None:
             body["amount"] = str(amount)
         payload = self.request("POST", "customers", cid, "refunds", "quote", body=body,
@@ -343,16 +490,19 @@ class BillingClient:
         *,
         order_id: Optional[str] = None,
         invoice_id: Optional[str] = None,
+        payment_id: Optional[str] = None,
         amount: Amount,
         reason: str,
         idempotency_key: str,
     ) -> Refund:
         """Create an approved refund. Reuse `idempotency_key` to retry the same refund safely.
 
-        Policy refusals raise InvalidRequest with code outside_policy, already_refunded,
-        not_delivered or exceeds_refundable; a key reused for another request raises Conflict.
+        `payment_id` refunds a duplicate charge. Policy refusals raise InvalidRequest with code
+        outside_policy, already_refunded, not_delivered, not_duplicate or exceeds_refundable;
+        a key reused for another request raises Conflict.
         """
-        body = {**_refund_target(order_id, invoice_id), "amount": str(amount), "reason": reason}
+        body = {**_refund_target(order_id, invoice_id, payment_id), "amount": str(amount),
+                "reason": reason}
         payload = self.request("POST", "customers", cid, "refunds", body=body,
                                idempotency_key=idempotency_key)
         return _parse(_refund, payload, "refund")
@@ -363,6 +513,90 @@ class BillingClient:
     def list_refunds(self, cid: str, order_id: Optional[str] = None) -> Tuple[Refund, ...]:
         params = {"order_id": order_id} if order_id else None
         return self._list("refunds", _refund, cid, params=params)
+
+    # -- disputes
+
+    def create_dispute(
+        self, cid: str, *, payment_id: str, reason: str, idempotency_key: str
+    ) -> Dispute:
+        """Open a dispute; InvalidRequest not_disputable / already_disputed when refused."""
+        payload = self.request("POST", "customers", cid, "disputes", idempotency_key=idempotency_key,
+                               body={"payment_id": payment_id, "reason": reason})
+        return _parse(_dispute, payload, "dispute")
+
+    def list_disputes(self, cid: str) -> Tuple[Dispute, ...]:
+        return self._list("disputes", _dispute, cid)
+
+    # -- plans and subscriptions
+
+    def list_plans(self) -> Tuple[Plan, ...]:
+        payload = self.request("GET", "plans")
+        return _parse(lambda p: tuple(_plan(row) for row in _array(p["plans"])), payload,
+                      "plans")
+
+    def list_subscriptions(self, cid: str) -> Tuple[Subscription, ...]:
+        return self._list("subscriptions", _subscription, cid)
+
+    def get_subscription(self, cid: str, sid: str) -> Subscription:
+        payload = self.request("GET", "customers", cid, "subscriptions", sid)
+        return _parse(_subscription, payload, "subscription")
+
+    def cancel_subscription(
+        self, cid: str, sid: str, *, reason: Optional[str], idempotency_key: str
+    ) -> Subscription:
+        """Cancel at the end of the paid period; InvalidRequest already_cancelled."""
+        payload = self.request("POST", "customers", cid, "subscriptions", sid, "cancel",
+                               body={"reason": reason}, idempotency_key=idempotency_key)
+        return _parse(_subscription, payload, "subscription")
+
+    def accept_retention_offer(
+        self, cid: str, sid: str, *, offer_id: str, idempotency_key: str
+    ) -> Subscription:
+        """Apply the offer; InvalidRequest offer_unavailable when it is not on offer."""
+        payload = self.request("POST", "customers", cid, "subscriptions", sid,
+                               "retention-offer", body={"offer_id": offer_id},
+                               idempotency_key=idempotency_key)
+        return _parse(_subscription, payload, "subscription")
+
+    def preview_plan_change(self, cid: str, sid: str, plan_id: str) -> PlanChangePreview:
+        """What a switch would cost now; InvalidRequest same_plan / not_active, NotFound."""
+        payload = self.request("POST", "customers", cid, "subscriptions", sid, "plan-change",
+                               "preview", body={"plan_id": plan_id}, read_only=True)
+        return _parse(_preview, payload, "plan change preview")
+
+    def change_plan(self, cid: str, sid: str, plan_id: str, *, idempotency_key: str) -> PlanChange:
+        payload = self.request("POST", "customers", cid, "subscriptions", sid, "plan-change",
+                               body={"plan_id": plan_id}, idempotency_key=idempotency_key)
+        return _parse(_plan_change, payload, "plan change")
+
+    # -- payment methods and account
+
+    def create_payment_method_link(self, cid: str, *, idempotency_key: str) -> SecureLink:
+        """A single-use 30-minute link where the customer enters a new card themselves."""
+        payload = self.request("POST", "customers", cid, "payment-method-links", body={},
+                               idempotency_key=idempotency_key)
+        return _parse(_secure_link, payload, "payment method link")
+
+    def request_password_reset(self, email: str, *, idempotency_key: str) -> None:
+        """Always accepted: a reset email goes out only if an account has this address."""
+        self.request("POST", "password-resets", body={"email": email},
+                     idempotency_key=idempotency_key)
+
+    def request_account_unlock(self, email: str, *, idempotency_key: str) -> None:
+        """Always accepted: mails an unlock link (locked) or sign-in help (not locked)."""
+        self.request("POST", "account-unlocks", body={"email": email},
+                     idempotency_key=idempotency_key)
+
+    def update_customer_name(self, cid: str, name: str, *, idempotency_key: str) -> Customer:
+        payload = self.request("PATCH", "customers", cid, body={"name": name},
+                               idempotency_key=idempotency_key)
+        return _parse(_customer, payload, "customer")
+
+    def request_email_change(self, cid: str, new_email: str, *, idempotency_key: str) -> None:
+        """Mails a confirmation link to `new_email`; Conflict email_taken,
+        InvalidRequest same_email."""
+        self.request("POST", "customers", cid, "email-changes", body={"new_email": new_email},
+                     idempotency_key=idempotency_key)
 
     # -- transport
 
@@ -423,10 +657,14 @@ class BillingClient:
         return _parse(lambda p: tuple(parser(row) for row in _array(p[name])), payload, name)
 
 
-def _refund_target(order_id: Optional[str], invoice_id: Optional[str]) -> Dict[str, Any]:
-    if (order_id is None) == (invoice_id is None):
-        raise ValueError("give exactly one of order_id or invoice_id")
-    return {"order_id": order_id} if order_id is not None else {"invoice_id": invoice_id}
+def _refund_target(
+    order_id: Optional[str], invoice_id: Optional[str], payment_id: Optional[str]
+) -> Dict[str, Any]:
+    given = {name: value for name, value in (("order_id", order_id), ("invoice_id", invoice_id),
+                                             ("payment_id", payment_id)) if value is not None}
+    if len(given) != 1:
+        raise ValueError("give exactly one of order_id, invoice_id or payment_id")
+    return given
 
 
 def _ms_since(started: float) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -20,22 +21,40 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-def _serve(db_url: str, log_dir: Path) -> Iterator[str]:
+@dataclass(frozen=True)
+class BillingServer:
+    url: str  # base URL of the running service
+    db_url: str  # its database, for tests that check what was stored (e.g. the outbox)
+    log: Path  # its log file
+
+
+def _serve(db_url: str, log_dir: Path) -> Iterator[BillingServer]:
     server = processes.billing_server(processes.free_port(), db_url, log_dir, reset=True)
     with processes.running([server], timeout=60):
-        yield server.url
+        yield BillingServer(server.url, db_url, log_dir / "billing.log")
 
 
 @pytest.fixture(scope="session")
-def billing_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a billing service on a fresh SQLite database."""
+def billing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BillingServer]:
+    """A billing service on a fresh SQLite database."""
     tmp = tmp_path_factory.mktemp("billing-sqlite")
     yield from _serve(f"sqlite:///{tmp / 'billing.db'}", tmp)
 
 
 @pytest.fixture(scope="session")
-def postgres_billing_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a billing service on Postgres, in a schema of its own dropped afterwards."""
+def billing_url(billing_server: BillingServer) -> str:
+    """Base URL of a billing service on a fresh SQLite database."""
+    return billing_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_billing_url(postgres_billing_server: BillingServer) -> str:
+    return postgres_billing_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_billing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BillingServer]:
+    """A billing service on Postgres, in a schema of its own dropped afterwards."""
     psycopg2 = pytest.importorskip("psycopg2")
     try:
         admin = psycopg2.connect(POSTGRES_URL, connect_timeout=3)
@@ -57,7 +76,13 @@ def postgres_billing_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def any_billing_url(request: pytest.FixtureRequest) -> str:
+def any_billing_server(request: pytest.FixtureRequest) -> BillingServer:
     """Runs a test once per database backend."""
-    name = "billing_url" if request.param == "sqlite" else "postgres_billing_url"
+    name = "billing_server" if request.param == "sqlite" else "postgres_billing_server"
     return request.getfixturevalue(name)
+
+
+@pytest.fixture
+def any_billing_url(any_billing_server: BillingServer) -> str:
+    """Runs a test once per database backend."""
+    return any_billing_server.url

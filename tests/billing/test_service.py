@@ -69,6 +69,15 @@ def test_health_and_openapi_document_every_route(client: BillingClient, billing_
         "/customers/{cid}/invoices", "/customers/{cid}/invoices/{iid}",
         "/customers/{cid}/payments", "/customers/{cid}/refunds",
         "/customers/{cid}/refunds/{rid}", "/customers/{cid}/refunds/quote",
+        "/customers/{cid}/payments/duplicates", "/customers/{cid}/disputes", "/plans",
+        "/customers/{cid}/subscriptions", "/customers/{cid}/subscriptions/{sid}",
+        "/customers/{cid}/subscriptions/{sid}/cancel",
+        "/customers/{cid}/subscriptions/{sid}/retention-offer",
+        "/customers/{cid}/subscriptions/{sid}/plan-change/preview",
+        "/customers/{cid}/subscriptions/{sid}/plan-change",
+        "/customers/{cid}/payment-method-links", "/customers/{cid}/email-changes",
+        "/password-resets", "/account-unlocks", "/documents/invoices/{iid}", "/pay/update",
+        "/account/unlock", "/account/confirm-email",
     }
 
 
