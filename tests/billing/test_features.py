@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 import time
 import uuid
 from decimal import Decimal
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Dict, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from helpers import assert_error, new_key, run_in_threads
 from sqlalchemy import MetaData, String, Text, func, select
 from sqlalchemy.orm import Session
 
@@ -39,32 +39,10 @@ CARD = "4242424242424242"
 BillingServer = Any  # conftest.BillingServer: url, db_url, log
 
 
-def new_key() -> str:
-    return f"test-{uuid.uuid4()}"
 
 
-def assert_error(response: requests.Response, status: int, code: str) -> None:
-    assert response.headers["Content-Type"].startswith("application/json"), response.text
-    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
 
 
-def run_in_threads(count: int, work: Callable[[int], Any]) -> List[Any]:
-    """Start `count` threads at the same moment; return each result (or raised error)."""
-    barrier, results = threading.Barrier(count), [None] * count
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = work(i)
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
-import threading
-import uuid
 from decimal import Decimal
-from typing import Any, Callable, List
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 import yaml
+from helpers import assert_error, new_key, run_in_threads
 
 from supportbot.clients.billing import BillingClient, Refund
 from supportbot.errors import Conflict, InvalidRequest, NotFound
@@ -31,27 +30,8 @@ def client(billing_url: str) -> BillingClient:
     return BillingClient(billing_url, timeout=10, retries=0)
 
 
-def new_key() -> str:
-    return f"test-{uuid.uuid4()}"
 
 
-def run_in_threads(count: int, work: Callable[[int], Any]) -> List[Any]:
-    """Start `count` threads at the same moment; return each result (or raised error)."""
-    barrier, results = threading.Barrier(count), [None] * count
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = work(i)
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 # --- service and seed data ---------------------------------------------------------------
@@ -254,10 +234,6 @@ def refund_post(billing_url: str, **kwargs: Any) -> requests.Response:
                          timeout=5, **kwargs)
 
 
-def assert_error(response: requests.Response, status: int, code: str) -> None:
-    assert response.headers["Content-Type"].startswith("application/json")
-    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
-    assert response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("path", ["/customers/verify", "/customers/C-1002/refunds/quote",
