@@ -90,47 +90,55 @@ def account_email(tracker: Tracker) -> Optional[str]:
     return normalize.email(tracker.get_slot("email") or "")
 
 
-class ActionRequestPasswordReset(Action):
+class MailAction(Action):
+    """Asks the billing service to mail the account's address (once per turn) and says so in
+    words that do not tell whether an account uses that address."""
+
+    purpose = ""  # the write's name in its idempotency key
+    sent = ""  # the response that confirms
+
+    @abstractmethod
     def name(self) -> str:
-        return "action_request_password_reset"
+        """Each mail action names itself (abstract: not registered on its own)."""
+
+    @abstractmethod
+    def request(self, email: str, idempotency_key: str) -> None:
+        """The billing client call that queues the mail."""
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
             domain: DomainDict) -> List[EventType]:
         try:
             email = account_email(tracker)
             if email:
-                billing().request_password_reset(email, idempotency_key=turn_key(tracker, "password_reset"))
+                self.request(email, turn_key(tracker, self.purpose))
         except BackendError as error:
             reply_to_backend_error(dispatcher, error)
             return []
-        if not email:
-            dispatcher.utter_message(response="utter_invalid_email")
-            return []
-        dispatcher.utter_message(response="utter_password_reset_sent", email=email)
+        dispatcher.utter_message(response=self.sent if email else "utter_invalid_email", email=email or "")
         return []
 
 
-class ActionAccountAccess(Action):
+class ActionRequestPasswordReset(MailAction):
+    purpose, sent = "password_reset", "utter_password_reset_sent"
+
+    def name(self) -> str:
+        return "action_request_password_reset"
+
+    def request(self, email: str, idempotency_key: str) -> None:
+        billing().request_password_reset(email, idempotency_key=idempotency_key)
+
+
+class ActionAccountAccess(MailAction):
     """Locked out, or the sign-in never worked: the service mails an unlock link to a locked
     account and sign-in help to any other; the reply also covers sign-up problems."""
+
+    purpose, sent = "account_unlock", "utter_account_access_sent"
 
     def name(self) -> str:
         return "action_account_access"
 
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-            domain: DomainDict) -> List[EventType]:
-        try:
-            email = account_email(tracker)
-            if email:
-                billing().request_account_unlock(email, idempotency_key=turn_key(tracker, "account_unlock"))
-        except BackendError as error:
-            reply_to_backend_error(dispatcher, error)
-            return []
-        if not email:
-            dispatcher.utter_message(response="utter_invalid_email")
-            return []
-        dispatcher.utter_message(response="utter_account_access_sent", email=email)
-        return []
+    def request(self, email: str, idempotency_key: str) -> None:
+        billing().request_account_unlock(email, idempotency_key=idempotency_key)
 
 
 class ValidateUpdateAccountForm(CustomerFormValidation):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from functools import lru_cache
-from typing import Optional
+from typing import List, Optional
 
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
@@ -65,3 +65,25 @@ def reply_to_backend_error(dispatcher: CollectingDispatcher, error: BackendError
 
 def latest_intent(tracker: Tracker) -> Optional[str]:
     return (tracker.latest_message.get("intent") or {}).get("name")
+
+
+def flow_messages(tracker: Tracker, *intents: str) -> List[str]:
+    """The customer's messages since the latest one whose intent is one of `intents`
+    (included): what they said during the current flow."""
+    texts: List[str] = []
+    for event in reversed(tracker.events):
+        if event.get("event") != "user":
+            continue
+        texts.append(event.get("text") or "")
+        if ((event.get("parse_data") or {}).get("intent") or {}).get("name") in intents:
+            break
+    return texts[::-1]
+
+
+def flow_intent(tracker: Tracker, *intents: str) -> Optional[str]:
+    """Which of `intents` the customer expressed last: how the current flow started."""
+    for event in reversed(tracker.events):
+        name = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+        if event.get("event") == "user" and name in intents:
+            return name
+    return None

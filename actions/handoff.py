@@ -31,14 +31,6 @@ REASONS = {
 TOPICS = {
     "cancel_order": "cancel orders",
     "change_shipping_address": "change a delivery address",
-    "get_invoice": "send invoices",
-    "payment_problem": "look into payment problems",
-    "dispute_charge": "handle disputed charges",
-    "cancel_subscription": "cancel subscriptions",
-    "change_plan": "change plans",
-    "account_access": "unlock accounts",
-    "update_account": "change account details",
-    "cancel_subscription+request_refund": "cancel a subscription and refund it",
 }
 
 

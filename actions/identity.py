@@ -3,7 +3,7 @@ against the billing service. Forms that show account data inherit VerifiedFormVa
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import ActionExecuted, EventType, SessionStarted, SlotSet
@@ -15,7 +15,9 @@ from supportbot.errors import BackendError, NotFound
 from supportbot.identity import customer_from_metadata
 from supportbot.nlu import normalize
 
-NOT_CARRIED_OVER = {"requested_slot", "customer_id", "customer_verified", "email", "refund_quote"}
+# Who the customer is, and anything still waiting for their yes: a new session starts clean.
+NOT_CARRIED_OVER = {"requested_slot", "customer_id", "customer_verified", "email", "refund_quote",
+                    "subscription_step", "subscription_pending", "plan_change_quote"}
 
 
 def verified_customer(tracker: Tracker) -> Optional[str]:
@@ -50,6 +52,10 @@ class VerifiedFormValidation(FormValidationAction):
     """Asks for email + order number only while the customer is not verified, and verifies
     them against the billing service as soon as both are known."""
 
+    # A verified customer is not asked these again (the order number still is: it names the
+    # order the flow is about).
+    skipped_when_verified: Tuple[str, ...] = ("email",)
+
     @abstractmethod
     def name(self) -> str:
         """Each form's validation action names itself (abstract: not registered on its own)."""
@@ -62,7 +68,7 @@ class VerifiedFormValidation(FormValidationAction):
         domain: DomainDict,
     ) -> List[str]:
         if verified_customer(tracker):
-            return [slot for slot in domain_slots if slot != "email"]
+            return [slot for slot in domain_slots if slot not in self.skipped_when_verified]
         return domain_slots
 
     async def run(
@@ -144,3 +150,14 @@ class VerifiedFormValidation(FormValidationAction):
             reply_to_backend_error(dispatcher, error)
             return {"order_id": None}
         return {"order_id": order_id}
+
+
+class CustomerFormValidation(VerifiedFormValidation):
+    """For flows about the account rather than one order: a verified customer is asked for
+    neither email nor order number; the others verify with both first."""
+
+    skipped_when_verified = ("email", "order_id")
+
+    @abstractmethod
+    def name(self) -> str:
+        """Each form's validation action names itself (abstract: not registered on its own)."""

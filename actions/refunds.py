@@ -30,6 +30,19 @@ POLICY_TEXT = {
 }
 
 
+# What a pending refund (the refund_quote slot) is for: an order, an invoice (a cancelled
+# subscription's last month) or a duplicate payment (actions/payments.py).
+REFUND_TARGETS = ("order_id", "invoice_id", "payment_id")
+
+
+def describe_target(target: Dict[str, str]) -> str:
+    if "payment_id" in target:
+        return f"the duplicate charge {target['payment_id']}"
+    if "invoice_id" in target:
+        return f"invoice {target['invoice_id']}"
+    return f"order {target.get('order_id')}"
+
+
 def auto_refund_limit() -> Decimal:
     return Decimal(os.environ.get("SUPPORTBOT_REFUND_AUTO_LIMIT", "200"))
 
@@ -87,7 +100,7 @@ class ActionConfirmRefund(Action):
             why = POLICY_TEXT.get(quote.reason or "", "") if not quote.eligible else (
                 f"refunds over {auto_refund_limit()} {quote.currency} are approved by a person"
             )
-            dispatcher.utter_message(response="utter_refund_needs_review", order_id=order_id, why=why)
+            dispatcher.utter_message(response="utter_refund_needs_review", what=f"order {order_id}", why=why)
             return _clear_refund() + hand_off(dispatcher, tracker, reason="refund_review")
         # What the customer confirms is exactly what action_create_refund will send.
         summary = {"order_id": order_id, "amount": str(amount), "currency": quote.currency,
@@ -108,10 +121,11 @@ class ActionCreateRefund(Action):
         if not quote or not customer_id:
             dispatcher.utter_message(response="utter_no_refund_pending")
             return []
+        target = {key: quote[key] for key in REFUND_TARGETS if quote.get(key)}
         try:
             refund = billing().create_refund(
                 customer_id,
-                order_id=quote["order_id"],
+                **target,
                 amount=Decimal(quote["amount"]),
                 reason=quote["reason"],
                 idempotency_key=turn_key(tracker, "refund"),
@@ -125,7 +139,7 @@ class ActionCreateRefund(Action):
             return _clear_refund()
         dispatcher.utter_message(
             response="utter_refund_done", refund_id=refund.id, amount=str(refund.amount),
-            currency=refund.currency, order_id=quote["order_id"], status=refund.status,
+            currency=refund.currency, what=describe_target(target), status=refund.status,
         )
         return _clear_refund() + [SlotSet("refund_id", refund.id)]
 

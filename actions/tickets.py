@@ -13,7 +13,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.common import latest_intent, reply_to_backend_error, ticketing, turn_key
 from actions.handoff import requester_email
-from actions.identity import VerifiedFormValidation, verified_customer
+from actions.identity import CustomerFormValidation, verified_customer
 from actions.transcript import context_text, conversation_context, detected_intent
 from supportbot.errors import BackendError
 from supportbot.nlu import normalize
@@ -125,15 +125,11 @@ class ActionCreateFeatureRequest(Action):
         return []
 
 
-class ValidateTicketStatusForm(VerifiedFormValidation):
+class ValidateTicketStatusForm(CustomerFormValidation):
     """Nothing to ask a verified customer; the others verify with email + an order number."""
 
     def name(self) -> str:
         return "validate_ticket_status_form"
-
-    async def required_slots(self, domain_slots: List[str], dispatcher: CollectingDispatcher,
-                             tracker: Tracker, domain: DomainDict) -> List[str]:
-        return [] if verified_customer(tracker) else domain_slots
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         events = await super().run(dispatcher, tracker, domain)

@@ -57,6 +57,28 @@ class Stack:
     def tracker(self, sender: str) -> Dict[str, Any]:
         return self.api(f"/conversations/{sender}/tracker")
 
+    def run_action_twice(self, sender: str, action: str, text: str, intent: str,
+                         slots: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """Send the action server the same request twice, as a Rasa retry or a channel resend
+        does: the conversation so far plus one more user message, with `slots` filled in."""
+        tracker = self.tracker(sender)
+        message = {"intent": {"name": intent, "confidence": 1.0}, "entities": [], "text": text,
+                   "message_id": f"fixed-{sender}", "metadata": {}}
+        tracker["events"].append({"event": "user", "text": text, "parse_data": message})
+        tracker["latest_message"] = message
+        tracker["slots"].update(slots)
+        request = {"next_action": action, "sender_id": sender, "tracker": tracker,
+                   "domain": self.api("/domain"), "version": "3.6.21"}
+        return [requests.post(f"{self.actions_url}/webhook", json=request, timeout=30).json()
+                for _ in range(2)]
+
+    def outbox(self) -> List[Dict[str, Any]]:
+        """The mail the billing service "sent" (its outbox table), oldest first."""
+        with sqlite3.connect(self.log_dir / "billing.db") as connection:
+            connection.row_factory = sqlite3.Row
+            rows = connection.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+        return [dict(row) for row in rows]
+
     def billing(self) -> BillingClient:
         return BillingClient(self.billing_url, timeout=5)
 

@@ -79,6 +79,35 @@ def test_refund_is_not_claimed_when_billing_fails(failing_actions, stack):
     assert not any(e.get("name") == "refund_id" for e in result["events"])
 
 
+VERIFIED = {"customer_id": "C-1001", "customer_verified": True}
+# Every write and lookup of the billing, subscription and account flows, with the slots it reads.
+BILLING_ACTIONS = [
+    ("action_show_invoice", {"invoice_id": "INV-2026-00042"}),
+    ("action_check_payments", {}),
+    ("action_open_dispute", {"dispute_payment_id": "P-000005", "dispute_reason": "not mine"}),
+    ("action_confirm_cancellation", {}),
+    ("action_cancel_subscription", {"subscription_pending": {"subscription_id": "S-1001", "plan": "Plus"}}),
+    ("action_accept_retention_offer",
+     {"subscription_pending": {"subscription_id": "S-1001", "offer_id": "half_price_3_months"}}),
+    ("action_preview_plan_change", {"plan": "premium"}),
+    ("action_change_plan", {"plan_change_quote": {"subscription_id": "S-1001", "plan": "premium"}}),
+    ("action_payment_method_link", {}),
+    ("action_request_password_reset", {}),
+    ("action_account_access", {}),
+    ("action_update_account", {"account_field": "name", "account_new_value": "Alice M."}),
+]
+
+
+@pytest.mark.parametrize("action,slots", BILLING_ACTIONS, ids=[a for a, _ in BILLING_ACTIONS])
+def test_billing_flows_say_the_system_is_unavailable(failing_actions, stack, action, slots):
+    result = _run(failing_actions, stack, action, {**VERIFIED, **slots})
+    assert [r.get("response") for r in result["responses"]] == ["utter_backend_unavailable"], action
+    # Nothing that only a success sets: no refund, dispute or pending confirmation.
+    set_slots = {e["name"]: e["value"] for e in result["events"] if e.get("event") == "slot"}
+    assert not any(set_slots.get(name) for name in
+                   ("refund_id", "refund_quote", "plan_change_quote", "subscription_step")), set_slots
+
+
 @pytest.fixture(scope="module")
 def tickets_down(tmp_path_factory, repo, stack) -> Iterator[str]:
     """An action server whose ticket database cannot be opened (its URL names a directory)."""

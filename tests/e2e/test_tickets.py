@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, List
 
-import requests
 from sqlalchemy.orm import Session
 
 from supportbot.identity import issue_token
@@ -26,19 +24,6 @@ def _row(stack, ticket_id: str) -> TicketRow:
 def _count(stack) -> int:
     with Session(stack.tickets().engine) as session:
         return session.query(TicketRow).count()
-
-
-def _run_twice(stack, sender: str, action: str, text: str, intent: str, slots: Dict[str, Any]) -> List[dict]:
-    """Send the action server the same request twice, as a Rasa retry or a channel resend does."""
-    tracker = stack.tracker(sender)
-    message = {"intent": {"name": intent, "confidence": 1.0}, "entities": [], "text": text,
-               "message_id": f"fixed-{sender}", "metadata": {}}
-    tracker["events"].append({"event": "user", "text": text, "parse_data": message})
-    tracker["latest_message"] = message
-    tracker["slots"].update(slots)
-    request = {"next_action": action, "sender_id": sender, "tracker": tracker,
-               "domain": stack.api("/domain"), "version": "3.6.21"}
-    return [requests.post(f"{stack.actions_url}/webhook", json=request, timeout=30).json() for _ in range(2)]
 
 
 def test_bug_report_files_a_ticket_with_the_transcript(stack, sender):
@@ -73,7 +58,7 @@ def test_retried_bug_ticket_action_files_once(stack, sender):
     before = _count(stack)
     slots = {"bug_description": "search returns nothing", "bug_steps": "search for lamp",
              "bug_severity": "low", "email": "dana@example.org"}
-    first, second = _run_twice(stack, sender, "action_create_bug_ticket", "dana@example.org", "inform", slots)
+    first, second = stack.run_action_twice(sender, "action_create_bug_ticket", "dana@example.org", "inform", slots)
     assert first["responses"] == second["responses"]
     [done] = first["responses"]
     assert done["response"] == "utter_bug_ticket_created"
@@ -90,7 +75,7 @@ def test_feature_request_files_a_ticket_once_per_turn(stack, sender):
     assert f"Request: {text}" in row.body and f"customer: {text}" in row.body
     assert "Detected intent: feature_request (" in row.body
     before = _count(stack)
-    first, second = _run_twice(stack, sender, "action_create_feature_request", "please add dark mode",
+    first, second = stack.run_action_twice(sender, "action_create_feature_request", "please add dark mode",
                                "feature_request", {})
     assert first["responses"] == second["responses"]
     assert _count(stack) == before + 1
