@@ -76,6 +76,13 @@ ANONYMOUS = "-"  # idempotency scope of writes not made under a customer
 DUPLICATE_WINDOW = dt.timedelta(hours=24)
 CONTENT_LENGTH_RE = re.compile(r"^[0-9]+$")
 ZERO = Decimal("0.00")
+ADDRESS_MIN, ADDRESS_MAX = 10, 500
+# Why an order that is no longer `processing` cannot be cancelled or re-addressed.
+ORDER_LOCKED = {
+    "shipped": ("already_shipped", "This order has already shipped"),
+    "delivered": ("already_delivered", "This order has already been delivered"),
+    "cancelled": ("already_cancelled", "This order is already cancelled"),
+}
 _app_numbers = itertools.count(1)
 
 
@@ -143,6 +150,15 @@ def _storable(value: str) -> bool:
 
 def optional_text(data: Dict[str, Any], name: str, max_len: int) -> Optional[str]:
     return None if data.get(name) is None else text_field(data, name, max_len)
+
+
+def address_field(data: Dict[str, Any], name: str) -> str:
+    """A postal address: 10-500 characters once trimmed; newlines are fine."""
+    address = text_field(data, name, ADDRESS_MAX)
+    if len(address) < ADDRESS_MIN:
+        raise ApiError(400, "invalid_field", f"'{name}' must be {ADDRESS_MIN} to {ADDRESS_MAX} "
+                       "characters")
+    return address
 
 
 def email_field(data: Dict[str, Any], name: str) -> str:
@@ -332,6 +348,25 @@ def _owned(session: Session, model: Any, ident: str, cid: str, lock: bool = Fals
     if row is None:
         raise not_found(model.__name__)
     return row
+
+
+def _processing(order: Order) -> Order:
+    """The order, if it can still be changed; 422 already_shipped/_delivered/_cancelled if not."""
+    if order.status != "processing":
+        code, message = ORDER_LOCKED.get(order.status,
+                                         ("not_processing", "This order can no longer be changed"))
+        raise ApiError(422, code, message)
+    return order
+
+
+def _add_refund(session: Session, **fields: Any) -> Refund:
+    """Insert an approved refund; its public id ("R-000001") comes from the database's number."""
+    refund = Refund(status="approved", created_at=utcnow(), **fields)
+    session.add(refund)
+    session.flush()
+    refund.id = f"R-{refund.number:06d}"
+    session.flush()
+    return refund
 
 
 def _by_email(session: Session, email: str) -> Optional[Customer]:
@@ -556,16 +591,12 @@ class Store:
         quote = self._evaluate(session, target, req.amount)
         if not quote.eligible:
             raise ApiError(422, quote.reason or "not_refundable", quote.message(self.window_days))
-        refund = Refund(
-            customer_id=cid, amount=req.amount, currency=target.currency, reason=req.reason,
-            order_id=target.order.id if target.order is not None else None,
+        refund = _add_refund(
+            session, customer_id=cid, amount=req.amount, currency=target.currency,
+            reason=req.reason, order_id=target.order.id if target.order is not None else None,
             invoice_id=target.invoice.id if target.invoice is not None else None,
             payment_id=target.payment.id if target.payment is not None else None,
-            status="approved", created_at=utcnow(),
         )
-        session.add(refund)
-        session.flush()
-        refund.id = f"R-{refund.number:06d}"
         if target.payment is not None and req.amount >= quote.max_refundable:
             target.payment.status = "refunded"  # fully returned: no longer a duplicate
         session.flush()
@@ -624,6 +655,41 @@ class Store:
         else:
             condition = Refund.invoice_id == target.invoice.id
         return sum((r.amount for r in session.scalars(select(Refund).where(condition))), ZERO)
+
+    # -- order changes before shipping
+
+    @staticmethod
+    def decide_cancel_order(session: Session, cid: str, oid: str,
+                            reason: Optional[str]) -> Tuple[int, Any]:
+        """Cancel a processing order and refund what was paid for it, in one transaction."""
+        order = _processing(_owned(session, Order, oid, cid, lock=True))
+        query = select(Payment).where(Payment.order_id == order.id, Payment.status == "succeeded")
+        payments = list(session.scalars(query.with_for_update()))
+        # Already returned: refunds of the order, and of its still-counted payments (a partly
+        # refunded duplicate charge), so nothing is paid back twice.
+        returned = select(Refund).where(
+            (Refund.order_id == order.id) | Refund.payment_id.in_([p.id for p in payments]))
+        amount = (sum((p.amount for p in payments), ZERO)
+                  - sum((r.amount for r in session.scalars(returned)), ZERO))
+        refund = None
+        if amount > 0:
+            refund = _add_refund(session, customer_id=cid, order_id=order.id, amount=amount,
+                                 currency=order.currency,
+                                 reason=f"order cancelled: {reason}" if reason else "order cancelled")
+        for payment in payments:
+            payment.status = "refunded"
+        order.status = "cancelled"
+        session.flush()
+        return 200, {"order": order.to_dict(),
+                     "refund": refund.to_dict() if refund is not None else None}
+
+    @staticmethod
+    def decide_shipping_address(session: Session, cid: str, oid: str,
+                                address: str) -> Tuple[int, Any]:
+        order = _processing(_owned(session, Order, oid, cid, lock=True))
+        order.shipping_address = address
+        session.flush()
+        return 200, order.to_dict()
 
     # -- disputes
 
@@ -976,6 +1042,24 @@ def _add_refund_routes(app: Sanic) -> None:
                                  Store.decide_dispute, cid, payment_id, reason)
 
 
+def _add_order_routes(app: Sanic) -> None:
+    base = "/customers/<cid>/orders/<oid>"
+
+    @app.post(f"{base}/cancel")
+    async def cancel_order(request: Request, cid: str, oid: str) -> HTTPResponse:
+        key = idempotency_key(request)
+        reason = optional_text(json_body(request), "reason", 500)
+        return await keyed_write(request, key, cid, {"reason": reason}, Store.decide_cancel_order,
+                                 cid, oid, reason)
+
+    @app.put(f"{base}/shipping-address")
+    async def change_shipping_address(request: Request, cid: str, oid: str) -> HTTPResponse:
+        key = idempotency_key(request)
+        address = address_field(json_body(request), "address")
+        return await keyed_write(request, key, cid, {"address": address},
+                                 Store.decide_shipping_address, cid, oid, address)
+
+
 def _add_subscription_routes(app: Sanic) -> None:
     @app.get("/plans")
     async def list_plans(request: Request) -> HTTPResponse:
@@ -1151,8 +1235,8 @@ def create_app(db_url: str, refund_window_days: Optional[int] = None) -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.ctx.links = Links.from_env()
     for add_routes in (_add_request_guards, _add_service_routes, _add_customer_routes,
-                       _add_refund_routes, _add_subscription_routes, _add_account_routes,
-                       _add_browser_routes, _add_error_handlers):
+                       _add_order_routes, _add_refund_routes, _add_subscription_routes,
+                       _add_account_routes, _add_browser_routes, _add_error_handlers):
         add_routes(app)
     _add_lifecycle(app, lambda: Store(db_url, refund_window_days))
     return app

@@ -112,6 +112,12 @@ class Refund:
 
 
 @dataclass(frozen=True)
+class OrderCancellation:
+    order: Order  # status "cancelled"
+    refund: Optional[Refund]  # what was paid back; None when nothing had been paid
+
+
+@dataclass(frozen=True)
 class RefundQuote:
     eligible: bool
     max_refundable: Decimal
@@ -295,6 +301,12 @@ def _refund(d: Dict[str, Any]) -> Refund:
     )
 
 
+def _cancellation(d: Dict[str, Any]) -> OrderCancellation:
+    refund = d["refund"]
+    return OrderCancellation(order=_order(d["order"]),
+                             refund=None if refund is None else _refund(refund))
+
+
 def _duplicate(d: Dict[str, Any]) -> DuplicateCharge:
     return DuplicateCharge(payment=_payment(d["payment"]),
                            original_payment_id=_text(d["original_payment_id"]))
@@ -464,6 +476,29 @@ class BillingClient:
         payload = self.request("GET", "customers", cid, "payments", "duplicates")
         return _parse(lambda p: tuple(_duplicate(row) for row in _array(p["duplicates"])),
                       payload, "duplicates")
+
+    def cancel_order(
+        self, cid: str, oid: str, *, reason: Optional[str], idempotency_key: str
+    ) -> OrderCancellation:
+        """Cancel a `processing` order, refunding what was paid for it in the same step.
+
+        InvalidRequest already_shipped / already_delivered / already_cancelled when refused.
+        """
+        payload = self.request("POST", "customers", cid, "orders", oid, "cancel",
+                               body={"reason": reason}, idempotency_key=idempotency_key)
+        return _parse(_cancellation, payload, "order cancellation")
+
+    def change_shipping_address(
+        self, cid: str, oid: str, address: str, *, idempotency_key: str
+    ) -> Order:
+        """Ship a `processing` order to `address` (10-500 characters, newlines allowed).
+
+        InvalidRequest already_shipped / already_delivered / already_cancelled when refused,
+        invalid_field for an unusable address.
+        """
+        payload = self.request("PUT", "customers", cid, "orders", oid, "shipping-address",
+                               body={"address": address}, idempotency_key=idempotency_key)
+        return _parse(_order, payload, "order")
 
     # -- refunds
 

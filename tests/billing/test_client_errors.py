@@ -85,6 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self._handle()
 
+    do_PUT = do_POST
+
     def log_message(self, *args: object) -> None:  # keep the test output clean
         pass
 
@@ -165,6 +167,19 @@ def test_post_with_idempotency_key_is_retried_with_the_same_key(fake: FakeBillin
                                               reason="broken", idempotency_key="key-1")
     keys = {headers.get("Idempotency-Key") for _, _, headers in fake.seen}
     assert fake.count("503") == 1 + RETRIES and keys == {"key-1"}
+
+
+@pytest.mark.parametrize("method, call", [
+    ("POST", lambda c: c.cancel_order("C-1001", "4817265", reason=None, idempotency_key="key-1")),
+    ("PUT", lambda c: c.change_shipping_address("C-1001", "4817265", "1 Main Street, Leeds",
+                                                idempotency_key="key-1")),
+], ids=["cancel-order", "shipping-address"])
+def test_order_writes_are_retried_with_the_same_key(fake: FakeBilling, method: str, call):
+    with pytest.raises(BackendUnavailable):
+        call(client_for(fake, "503"))
+    assert {(m, headers.get("Idempotency-Key")) for m, _, headers in fake.seen} == {
+        (method, "key-1")}
+    assert fake.count("503") == 1 + RETRIES
 
 
 @pytest.mark.parametrize("call", [

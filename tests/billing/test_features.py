@@ -460,6 +460,9 @@ def test_rename_and_email_change(client: BillingClient, engine: Any, billing_url
 
 WRITES = [
     ("post", "/customers/C-1002/disputes", {"payment_id": "P-000011", "reason": "x"}),
+    # an order that does not exist: input is checked first, and no seeded order can change
+    ("post", "/customers/C-1002/orders/9999999/cancel", {"reason": "x"}),
+    ("put", "/customers/C-1002/orders/9999999/shipping-address", {"address": "x"}),
     ("post", "/customers/C-1002/subscriptions/S-1002/cancel", {"reason": "x"}),
     ("post", "/customers/C-1002/subscriptions/S-1002/retention-offer", {"offer_id": "x"}),
     ("post", "/customers/C-1002/subscriptions/S-1002/plan-change", {"plan_id": "x"}),

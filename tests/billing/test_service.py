@@ -46,6 +46,7 @@ def test_health_and_openapi_document_every_route(client: BillingClient, billing_
     assert set(spec["paths"]) == {
         "/health", "/openapi.yaml", "/customers/verify", "/customers/{cid}",
         "/customers/{cid}/orders", "/customers/{cid}/orders/{oid}",
+        "/customers/{cid}/orders/{oid}/cancel", "/customers/{cid}/orders/{oid}/shipping-address",
         "/customers/{cid}/invoices", "/customers/{cid}/invoices/{iid}",
         "/customers/{cid}/payments", "/customers/{cid}/refunds",
         "/customers/{cid}/refunds/{rid}", "/customers/{cid}/refunds/quote",
