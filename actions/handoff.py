@@ -27,13 +27,6 @@ REASONS = {
     "delete_account": "account_deletion",
     "nlu_fallback": "not_understood",
 }
-# Offered to the customer (not automatic): what the bot cannot do in chat yet.
-TOPICS = {
-    "cancel_order": "cancel orders",
-    "change_shipping_address": "change a delivery address",
-}
-
-
 def is_angry(parse_data: Dict[str, Any]) -> bool:
     """ToneAnalyzer's verdict on the message (supportbot.nlu.tone)."""
     return bool((parse_data.get("tone") or {}).get("angry"))
@@ -114,18 +107,4 @@ class ActionHandleComplaint(Action):
             dispatcher.utter_message(response="utter_complaint_angry")
             return hand_off(dispatcher, tracker, reason="angry_complaint")
         dispatcher.utter_message(response="utter_complaint_calm")
-        return []
-
-
-class ActionOfferHandoff(Action):
-    """For requests the bot can't carry out in chat: say so, and offer a person."""
-
-    def name(self) -> str:
-        return "action_offer_handoff"
-
-    def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
-        topic = TOPICS.get(latest_intent(tracker) or "", "do that")
-        dispatcher.utter_message(response="utter_offer_handoff", topic=topic)
         return []

@@ -1,16 +1,18 @@
-"""Order status: the form that identifies the order (and the customer), then the answer."""
+"""Orders: the status (a form that identifies the order and the customer, then the answer),
+cancelling an order and changing its delivery address while it is still being prepared."""
 from __future__ import annotations
 
-from typing import List
+from typing import Any, Dict, List, Optional
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import billing, reply_to_backend_error
+from actions.common import billing, reply_to_backend_error, turn_key
 from actions.identity import VerifiedFormValidation, verified_customer
-from supportbot.errors import BackendError
+from supportbot.clients.billing import Order
+from supportbot.errors import BackendError, InvalidRequest
 
 STATUS_TEXT = {
     "processing": "is being prepared in our warehouse and hasn't shipped yet",
@@ -78,3 +80,169 @@ def describe_order(order) -> str:
     elif order.status == "processing" and order.eta:
         parts.append(f"We expect to deliver it by {order.eta:%B} {order.eta.day}.")
     return " ".join(parts)
+
+
+# --- cancelling an order and changing its delivery address --------------------------------
+# Both are possible only while the order is still being prepared; the billing service has the
+# last word (it refuses with already_shipped etc. if the status changed in the meantime).
+
+NOT_CHANGEABLE = {
+    "shipped": "it has already shipped",
+    "delivered": "it has already been delivered",
+    "cancelled": "it has been cancelled",
+}
+
+
+def pending_order_change(order_id: str, kind: str, **details: str) -> List[EventType]:
+    return [SlotSet("order_change_pending", {"order_id": order_id, "kind": kind, **details})]
+
+
+class ValidateOrderCancelForm(VerifiedFormValidation):
+    def name(self) -> str:
+        return "validate_order_cancel_form"
+
+
+class ActionConfirmOrderCancellation(Action):
+    """Says what cancelling would do (and the refund), or why the order can't be cancelled."""
+
+    def name(self) -> str:
+        return "action_confirm_order_cancellation"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: DomainDict) -> List[EventType]:
+        order = _load_order(dispatcher, tracker)
+        if order is None:
+            return []
+        if order.status != "processing":
+            dispatcher.utter_message(response="utter_order_not_cancellable", order_id=order.id,
+                                     why=NOT_CHANGEABLE.get(order.status, "of its status"))
+            return []
+        items = ", ".join(f"{i.qty} × {i.name}" for i in order.items)
+        dispatcher.utter_message(response="utter_confirm_order_cancellation", order_id=order.id,
+                                 items=items, total=f"{order.total} {order.currency}")
+        return pending_order_change(order.id, "cancel")
+
+
+class ActionCancelOrder(Action):
+    def name(self) -> str:
+        return "action_cancel_order"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: DomainDict) -> List[EventType]:
+        pending, customer_id = _pending(tracker, "cancel"), verified_customer(tracker)
+        done = [SlotSet("order_change_pending", None)]
+        if not pending or not customer_id:
+            dispatcher.utter_message(response="utter_nothing_pending")
+            return done
+        try:
+            result = billing().cancel_order(customer_id, pending["order_id"], reason=None,
+                                            idempotency_key=turn_key(tracker, "cancel_order"))
+        except InvalidRequest as error:
+            _explain_refusal(dispatcher, error, pending["order_id"], "utter_order_not_cancellable")
+            return done
+        except BackendError as error:
+            reply_to_backend_error(dispatcher, error)
+            return done
+        dispatcher.utter_message(response="utter_order_cancelled", order_id=result.order.id)
+        if result.refund is not None:
+            dispatcher.utter_message(response="utter_order_cancel_refund", refund_id=result.refund.id,
+                                     amount=f"{result.refund.amount} {result.refund.currency}")
+        return done
+
+
+class ValidateAddressChangeForm(VerifiedFormValidation):
+    """Order, verification, then the new address -- which is not asked for when the order
+    has already left (action_confirm_address_change then says why)."""
+
+    def name(self) -> str:
+        return "validate_address_change_form"
+
+    async def required_slots(self, domain_slots: List[str], dispatcher: CollectingDispatcher,
+                             tracker: Tracker, domain: DomainDict) -> List[str]:
+        slots = await super().required_slots(domain_slots, dispatcher, tracker, domain)
+        customer_id, order_id = verified_customer(tracker), tracker.get_slot("order_id")
+        if customer_id and order_id and not tracker.get_slot("new_address"):
+            try:
+                if billing().get_order(customer_id, order_id).status != "processing":
+                    return [slot for slot in slots if slot != "new_address"]
+            except BackendError:
+                pass  # action_confirm_address_change reports it
+        return slots
+
+    def validate_new_address(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                             domain: DomainDict) -> Dict[str, Any]:
+        address = " ".join(str(value or "").split())
+        if not 10 <= len(address) <= 500 or not any(ch.isdigit() for ch in address):
+            dispatcher.utter_message(response="utter_invalid_address")
+            return {"new_address": None}
+        return {"new_address": address}
+
+
+class ActionConfirmAddressChange(Action):
+    def name(self) -> str:
+        return "action_confirm_address_change"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: DomainDict) -> List[EventType]:
+        address = tracker.get_slot("new_address")
+        order = _load_order(dispatcher, tracker)
+        if order is None:
+            return [SlotSet("new_address", None)]
+        if order.status != "processing" or not address:
+            dispatcher.utter_message(response="utter_address_not_changeable", order_id=order.id,
+                                     why=NOT_CHANGEABLE.get(order.status, "of its status"))
+            return [SlotSet("new_address", None)]
+        dispatcher.utter_message(response="utter_confirm_address_change", order_id=order.id, address=address)
+        return [SlotSet("new_address", None)] + pending_order_change(order.id, "address", address=address)
+
+
+class ActionChangeAddress(Action):
+    def name(self) -> str:
+        return "action_change_address"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: DomainDict) -> List[EventType]:
+        pending, customer_id = _pending(tracker, "address"), verified_customer(tracker)
+        done = [SlotSet("order_change_pending", None)]
+        if not pending or not customer_id:
+            dispatcher.utter_message(response="utter_nothing_pending")
+            return done
+        try:
+            order = billing().change_shipping_address(customer_id, pending["order_id"], pending["address"],
+                                                      idempotency_key=turn_key(tracker, "change_address"))
+        except InvalidRequest as error:
+            _explain_refusal(dispatcher, error, pending["order_id"], "utter_address_not_changeable")
+            return done
+        except BackendError as error:
+            reply_to_backend_error(dispatcher, error)
+            return done
+        dispatcher.utter_message(response="utter_address_changed", order_id=order.id,
+                                 address=" ".join(order.shipping_address.split()))
+        return done
+
+
+def _load_order(dispatcher: CollectingDispatcher, tracker: Tracker) -> Optional[Order]:
+    customer_id, order_id = verified_customer(tracker), tracker.get_slot("order_id")
+    if not customer_id or not order_id:
+        dispatcher.utter_message(response="utter_not_found")
+        return None
+    try:
+        return billing().get_order(customer_id, order_id)
+    except BackendError as error:
+        reply_to_backend_error(dispatcher, error)
+        return None
+
+
+def _pending(tracker: Tracker, kind: str) -> Optional[Dict[str, Any]]:
+    pending = tracker.get_slot("order_change_pending") or {}
+    return pending if pending.get("kind") == kind and pending.get("order_id") else None
+
+
+def _explain_refusal(dispatcher: CollectingDispatcher, error: InvalidRequest, order_id: str,
+                     response: str) -> None:
+    """The order changed status since the customer was asked: say why nothing was done."""
+    status = (error.code or "").replace("already_", "")
+    if status in NOT_CHANGEABLE:
+        dispatcher.utter_message(response=response, order_id=order_id, why=NOT_CHANGEABLE[status])
+    else:
+        reply_to_backend_error(dispatcher, error)

@@ -80,8 +80,14 @@ def test_refund_is_not_claimed_when_billing_fails(failing_actions, stack):
 
 
 VERIFIED = {"customer_id": "C-1001", "customer_verified": True}
-# Every write and lookup of the billing, subscription and account flows, with the slots it reads.
+# Every write and lookup of the order, billing, subscription and account flows, with the
+# slots it reads.
 BILLING_ACTIONS = [
+    ("action_confirm_order_cancellation", {"order_id": "4817265"}),
+    ("action_cancel_order", {"order_change_pending": {"order_id": "4817265", "kind": "cancel"}}),
+    ("action_confirm_address_change", {"order_id": "4817265", "new_address": "1 Main Street, Boston 02110"}),
+    ("action_change_address",
+     {"order_change_pending": {"order_id": "4817265", "kind": "address", "address": "1 Main Street 02110"}}),
     ("action_show_invoice", {"invoice_id": "INV-2026-00042"}),
     ("action_check_payments", {}),
     ("action_open_dispute", {"dispute_payment_id": "P-000005", "dispute_reason": "not mine"}),
@@ -105,7 +111,8 @@ def test_billing_flows_say_the_system_is_unavailable(failing_actions, stack, act
     # Nothing that only a success sets: no refund, dispute or pending confirmation.
     set_slots = {e["name"]: e["value"] for e in result["events"] if e.get("event") == "slot"}
     assert not any(set_slots.get(name) for name in
-                   ("refund_id", "refund_quote", "plan_change_quote", "subscription_step")), set_slots
+                   ("refund_id", "refund_quote", "plan_change_quote", "subscription_step",
+                                 "order_change_pending")), set_slots
 
 
 @pytest.fixture(scope="module")

@@ -215,3 +215,38 @@ def test_email_change_waits_for_the_confirmation_link(stack, as_customer, sender
     assert "What should it be" in taken
     assert "belongs to another account" in as_customer(sender + "-2", "alice@example.com", BOB)
 
+
+
+# --- orders: delivery address and cancellation ------------------------------------------
+
+
+def test_address_change_then_cancellation_refunds_once(stack, as_customer, sender):
+    """Alice's 4817265 is still being prepared: first it is redirected, then cancelled (the
+    cancellation sent twice, as a retry) and its payment refunded exactly once."""
+    assert "Where should we deliver it" in as_customer(
+        sender, "please change the delivery address of order 4817265", ALICE)
+    new = "Alice Martin, 200 Clarendon Street, Boston, MA 02116"
+    assert f'deliver order 4817265 to "{new}"' in as_customer(sender, new, ALICE)
+    assert f"now goes to {new}" in as_customer(sender, "/affirm", ALICE)
+    assert stack.billing().get_order(ALICE, "4817265").shipping_address == new
+
+    cancel = sender + "-cancel"
+    confirm = as_customer(cancel, "I want to cancel order 4817265", ALICE)
+    assert "cancel order 4817265 (2 × Merino socks) for 19.98 USD" in confirm
+    slots = {"order_change_pending": {"order_id": "4817265", "kind": "cancel"},
+             "customer_id": ALICE, "customer_verified": True}
+    first, second = stack.run_action_twice(cancel, "action_cancel_order", "yes", "affirm", slots)
+    assert [r["response"] for r in first["responses"]] == ["utter_order_cancelled", "utter_order_cancel_refund"]
+    assert first["responses"] == second["responses"]
+    [refund] = stack.billing().list_refunds(ALICE, order_id="4817265")
+    assert refund.amount == Decimal("19.98") and refund.id == first["responses"][1]["refund_id"]
+    assert stack.billing().get_order(ALICE, "4817265").status == "cancelled"
+
+
+def test_a_shipped_order_is_neither_cancelled_nor_redirected(stack, as_customer, sender):
+    cancel = as_customer(sender, "please cancel order 4817263", ALICE)
+    assert "can't cancel order 4817263: it has already shipped" in cancel
+    assert "nothing waiting" in as_customer(sender, "/affirm", ALICE)
+    moved = as_customer(sender + "-2", "can you send order 4817263 to a different address?", ALICE)
+    assert "can't change where order 4817263 goes: it has already shipped" in moved
+    assert stack.billing().get_order(ALICE, "4817263").status == "shipped"
