@@ -125,10 +125,15 @@ class DemoStore:
 
     def invoices(self) -> str:
         rows = "".join(f"<tr><td>{i.id}</td><td>{i.issued_at:%Y-%m-%d}</td><td>{i.amount} {i.currency}</td>"
-                       f"<td>{html.escape(i.status)}</td></tr>"
+                       f"<td>{html.escape(i.status)}</td><td>{self.download(i.document_url)}</td></tr>"
                        for i in self.billing.list_invoices(self.customer_id))
         return ("<table><caption class='note'>Invoices</caption><thead><tr><th>Invoice</th><th>Issued</th>"
-                f"<th>Amount</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table>")
+                f"<th>Amount</th><th>Status</th><th>Document</th></tr></thead><tbody>{rows}</tbody></table>")
+
+    @staticmethod
+    def download(url: Optional[str]) -> str:
+        """A link to the billing service's signed invoice document."""
+        return f"<a href=\"{html.escape(url)}\">Download</a>" if url else ""
 
 
 class Handler(BaseHTTPRequestHandler):
