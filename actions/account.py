@@ -16,7 +16,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import billing, latest_intent, reply_to_backend_error, turn_key
+from actions.common import billing, form_starting, reply_to_backend_error, turn_key
 from actions.identity import CustomerFormValidation, verified_customer
 from supportbot.errors import BackendError, Conflict, InvalidRequest
 from supportbot.nlu import normalize
@@ -160,7 +160,7 @@ class ValidateUpdateAccountForm(CustomerFormValidation):
     async def extract_account_field(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                     domain: DomainDict) -> Dict[str, Any]:
         """"I want to change my email address": the message that starts the form says which."""
-        starting = tracker.get_slot("requested_slot") is None and latest_intent(tracker) == "update_account"
+        starting = form_starting(tracker, "update_account")
         field = account_field(tracker.latest_message.get("text") or "") if starting else None
         return {"account_field": field} if field else {}
 

@@ -2,12 +2,14 @@
 backend errors into honest replies."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from functools import lru_cache
-from typing import List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from rasa_sdk import Tracker
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from supportbot.clients.billing import BillingClient
@@ -67,6 +69,25 @@ def latest_intent(tracker: Tracker) -> Optional[str]:
     return (tracker.latest_message.get("intent") or {}).get("name")
 
 
+def intent_of(event: Dict[str, Any]) -> Optional[str]:
+    """The intent NLU gave a `user` event (None for other events)."""
+    return ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+
+
+def form_starting(tracker: Tracker, intent: str) -> bool:
+    """Whether this validation runs on the message that activates the form for `intent`."""
+    return tracker.get_slot("requested_slot") is None and latest_intent(tracker) == intent
+
+
+def forget_unless_said(tracker: Tracker, intent: str, **entity_by_slot: str) -> List[EventType]:
+    """When the form for `intent` starts, clear each slot whose entity this message doesn't
+    carry: a number or date from earlier in the chat is not this question's."""
+    if not form_starting(tracker, intent):
+        return []
+    return [SlotSet(slot, None) for slot, entity in entity_by_slot.items()
+            if not list(tracker.get_latest_entity_values(entity))]
+
+
 def flow_messages(tracker: Tracker, *intents: str) -> List[str]:
     """The customer's messages since the latest one whose intent is one of `intents`
     (included): what they said during the current flow."""
@@ -75,7 +96,7 @@ def flow_messages(tracker: Tracker, *intents: str) -> List[str]:
         if event.get("event") != "user":
             continue
         texts.append(event.get("text") or "")
-        if ((event.get("parse_data") or {}).get("intent") or {}).get("name") in intents:
+        if intent_of(event) in intents:
             break
     return texts[::-1]
 
@@ -83,7 +104,11 @@ def flow_messages(tracker: Tracker, *intents: str) -> List[str]:
 def flow_intent(tracker: Tracker, *intents: str) -> Optional[str]:
     """Which of `intents` the customer expressed last: how the current flow started."""
     for event in reversed(tracker.events):
-        name = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
-        if event.get("event") == "user" and name in intents:
-            return name
+        if event.get("event") == "user" and intent_of(event) in intents:
+            return intent_of(event)
     return None
+
+
+def month_day(moment: Union[dt.date, dt.datetime]) -> str:
+    """"March 3" -- the form every reply uses for dates."""
+    return f"{moment:%B} {moment.day}"

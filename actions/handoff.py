@@ -27,6 +27,8 @@ REASONS = {
     "delete_account": "account_deletion",
     "nlu_fallback": "not_understood",
 }
+
+
 def is_angry(parse_data: Dict[str, Any]) -> bool:
     """ToneAnalyzer's verdict on the message (supportbot.nlu.tone)."""
     return bool((parse_data.get("tone") or {}).get("angry"))

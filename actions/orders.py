@@ -9,7 +9,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import billing, reply_to_backend_error, turn_key
+from actions.common import billing, intent_of, month_day, reply_to_backend_error, turn_key
 from actions.identity import VerifiedFormValidation, verified_customer
 from supportbot.clients.billing import Order
 from supportbot.errors import BackendError, InvalidRequest
@@ -59,7 +59,7 @@ def _asked_for_address_change(tracker: Tracker) -> bool:
         return False
     for event in reversed(tracker.events):
         if event.get("event") == "user":
-            intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name") or ""
+            intent = intent_of(event) or ""
             if "change_shipping_address" in intent.split("+"):
                 return True
             if intent not in ("inform", "affirm"):
@@ -76,9 +76,9 @@ def describe_order(order) -> str:
         if order.eta:
             parts.append(f"Expected delivery: {order.eta:%A, %B} {order.eta.day}.")
     elif order.status == "delivered" and order.delivered_at:
-        parts[0] = f"Order {order.id} was delivered on {order.delivered_at:%B} {order.delivered_at.day}."
+        parts[0] = f"Order {order.id} was delivered on {month_day(order.delivered_at)}."
     elif order.status == "processing" and order.eta:
-        parts.append(f"We expect to deliver it by {order.eta:%B} {order.eta.day}.")
+        parts.append(f"We expect to deliver it by {month_day(order.eta)}.")
     return " ".join(parts)
 
 

@@ -19,10 +19,17 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import billing, flow_messages, latest_intent, reply_to_backend_error, turn_key
+from actions.common import (
+    billing,
+    flow_messages,
+    forget_unless_said,
+    month_day,
+    reply_to_backend_error,
+    turn_key,
+)
 from actions.handoff import hand_off
 from actions.identity import CustomerFormValidation, verified_customer
-from actions.refunds import auto_refund_limit
+from actions.refunds import auto_refund_limit, over_limit_reason
 from supportbot.clients.billing import Invoice, Payment
 from supportbot.errors import BackendError, InvalidRequest
 from supportbot.nlu import normalize
@@ -48,11 +55,6 @@ def dispute_auto_limit() -> Decimal:
     return Decimal(os.environ.get("SUPPORTBOT_DISPUTE_AUTO_LIMIT", "100"))
 
 
-def when(moment: dt.datetime) -> str:
-    """"March 3" -- the form every reply uses for dates."""
-    return f"{moment:%B} {moment.day}"
-
-
 # --- invoices ----------------------------------------------------------------------------
 
 
@@ -63,13 +65,8 @@ class ValidateInvoiceForm(CustomerFormValidation):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
         events = await super().run(dispatcher, tracker, domain)
-        # An invoice number or date from earlier in the chat is not this question's.
-        if tracker.get_slot("requested_slot") is None and latest_intent(tracker) == "get_invoice":
-            if not list(tracker.get_latest_entity_values("invoice_id")):
-                events.append(SlotSet("invoice_id", None))
-            if not list(tracker.get_latest_entity_values("date")):
-                events.append(SlotSet("invoice_date", None))
-        return events
+        return events + forget_unless_said(tracker, "get_invoice", invoice_id="invoice_id",
+                                           invoice_date="date")
 
 
 class ActionShowInvoice(Action):
@@ -101,7 +98,7 @@ class ActionShowInvoice(Action):
             return done
         dispatcher.utter_message(
             response="utter_invoice", invoice_id=invoice.id, amount=str(invoice.amount),
-            currency=invoice.currency, date=when(invoice.issued_at), status=invoice.status,
+            currency=invoice.currency, date=month_day(invoice.issued_at), status=invoice.status,
             link=invoice.document_url or "")
         return done
 
@@ -145,14 +142,14 @@ class ActionCheckPayments(Action):
         if duplicates:
             extra = duplicates[0].payment
             if extra.amount > auto_refund_limit():
-                why = f"refunds over {auto_refund_limit()} {extra.currency} are approved by a person"
                 dispatcher.utter_message(response="utter_refund_needs_review",
-                                         what=f"the duplicate charge {extra.id}", why=why)
+                                         what=f"the duplicate charge {extra.id}",
+                                         why=over_limit_reason(extra.currency))
                 return hand_off(dispatcher, tracker, reason="refund_review")
             quote = {"payment_id": extra.id, "amount": str(extra.amount), "currency": extra.currency,
                      "reason": f"duplicate of payment {duplicates[0].original_payment_id}"}
             dispatcher.utter_message(response="utter_duplicate_charge", amount=str(extra.amount),
-                                     currency=extra.currency, date=when(extra.created_at),
+                                     currency=extra.currency, date=month_day(extra.created_at),
                                      last4=extra.card_last4)
             return [SlotSet("refund_quote", quote)]
         declined = latest_decline(payments)
@@ -164,7 +161,7 @@ class ActionCheckPayments(Action):
                                     "ending {last4})").format(last4=failed.card_last4)
         what = f"order {failed.order_id}" if failed.order_id else f"invoice {failed.invoice_id}"
         dispatcher.utter_message(response="utter_payment_declined", amount=str(failed.amount),
-                                 currency=failed.currency, date=when(failed.created_at), what=what,
+                                 currency=failed.currency, date=month_day(failed.created_at), what=what,
                                  advice=advice)
         dispatcher.utter_message(response="utter_payment_retry_succeeded" if retried
                                  else "utter_payment_next_step", last4=retried.card_last4 if retried else "")
@@ -195,9 +192,8 @@ class ValidateDisputeForm(CustomerFormValidation):
 
     def validate_dispute_payment_id(self, value: Any, dispatcher: CollectingDispatcher,
                                     tracker: Tracker, domain: DomainDict) -> Dict[str, Any]:
-        customer_id = verified_customer(tracker)
         try:
-            payments = [p for p in billing().list_payments(customer_id) if p.status == "succeeded"]
+            payments = succeeded_payments(verified_customer(tracker))
         except BackendError as error:
             reply_to_backend_error(dispatcher, error)
             return {"dispute_payment_id": None, "requested_slot": None}
@@ -211,6 +207,11 @@ class ValidateDisputeForm(CustomerFormValidation):
                                 tracker: Tracker, domain: DomainDict) -> Dict[str, Any]:
         reason = " ".join(str(value or "").split())[:500]
         return {"dispute_reason": reason if len(reason) >= 2 else None}
+
+
+def succeeded_payments(customer_id: Optional[str]) -> List[Payment]:
+    """The charges a customer can dispute, newest first."""
+    return [p for p in billing().list_payments(customer_id) if p.status == "succeeded"]
 
 
 def match_payment(text: str, payments: Sequence[Payment]) -> Optional[Payment]:
@@ -237,12 +238,11 @@ class ActionAskDisputePaymentId(Action):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
             domain: DomainDict) -> List[EventType]:
         try:
-            payments = [p for p in billing().list_payments(verified_customer(tracker))
-                        if p.status == "succeeded"][:MAX_CHOICES]
+            payments = succeeded_payments(verified_customer(tracker))[:MAX_CHOICES]
         except BackendError as error:
             reply_to_backend_error(dispatcher, error)
             return []
-        buttons = [{"title": f"{p.amount} {p.currency} on {when(p.created_at)} (card {p.card_last4})",
+        buttons = [{"title": f"{p.amount} {p.currency} on {month_day(p.created_at)} (card {p.card_last4})",
                     "payload": p.id} for p in payments]
         dispatcher.utter_message(response="utter_ask_dispute_payment_id", buttons=buttons)
         return []

@@ -15,7 +15,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import billing, latest_intent, reply_to_backend_error, turn_key
+from actions.common import billing, latest_intent, month_day, reply_to_backend_error, turn_key
 from actions.handoff import hand_off
 from actions.identity import VerifiedFormValidation, verified_customer
 from supportbot.errors import BackendError, InvalidRequest
@@ -45,6 +45,10 @@ def describe_target(target: Dict[str, str]) -> str:
 
 def auto_refund_limit() -> Decimal:
     return Decimal(os.environ.get("SUPPORTBOT_REFUND_AUTO_LIMIT", "200"))
+
+
+def over_limit_reason(currency: str) -> str:
+    return f"refunds over {auto_refund_limit()} {currency} are approved by a person"
 
 
 class ValidateRefundForm(VerifiedFormValidation):
@@ -97,9 +101,8 @@ class ActionConfirmRefund(Action):
             return _clear_refund()
         amount = requested if requested is not None else quote.max_refundable
         if not quote.eligible or amount > auto_refund_limit():
-            why = POLICY_TEXT.get(quote.reason or "", "") if not quote.eligible else (
-                f"refunds over {auto_refund_limit()} {quote.currency} are approved by a person"
-            )
+            why = (POLICY_TEXT.get(quote.reason or "", "") if not quote.eligible
+                   else over_limit_reason(quote.currency))
             dispatcher.utter_message(response="utter_refund_needs_review", what=f"order {order_id}", why=why)
             return _clear_refund() + hand_off(dispatcher, tracker, reason="refund_review")
         # What the customer confirms is exactly what action_create_refund will send.
@@ -163,7 +166,7 @@ class ActionRefundStatus(Action):
             return []
         lines = [
             f"Refund {r.id}: {r.amount} {r.currency} for order {r.order_id or r.invoice_id}, "
-            f"{r.status} on {r.created_at:%B} {r.created_at.day}."
+            f"{r.status} on {month_day(r.created_at)}."
             for r in refunds[:3]  # newest first
         ]
         dispatcher.utter_message(text="\n".join(lines))

@@ -17,9 +17,16 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import billing, flow_intent, latest_intent, reply_to_backend_error, turn_key
+from actions.common import (
+    billing,
+    flow_intent,
+    forget_unless_said,
+    latest_intent,
+    month_day,
+    reply_to_backend_error,
+    turn_key,
+)
 from actions.identity import CustomerFormValidation, verified_customer
-from actions.payments import when
 from actions.refunds import POLICY_TEXT
 from supportbot.clients.billing import Invoice, Subscription
 from supportbot.errors import BackendError, InvalidRequest
@@ -81,7 +88,7 @@ class ActionConfirmCancellation(Action):
         dispatcher.utter_message(
             response="utter_confirm_cancellation", plan=subscription.plan_name,
             price=price(subscription.monthly_price, subscription.currency),
-            ends=when(subscription.renews_at) if subscription.renews_at else "today")
+            ends=month_day(subscription.renews_at) if subscription.renews_at else "today")
         if both:
             dispatcher.utter_message(response="utter_refund_after_cancellation")
         return [SlotSet("subscription_step", "confirm"), SlotSet("subscription_pending", pending)]
@@ -151,7 +158,7 @@ class ActionCancelSubscription(Action):
             return done
         else:
             dispatcher.utter_message(response="utter_subscription_cancelled", plan=subscription.plan_name,
-                                     ends=when(subscription.ends_at) if subscription.ends_at else "today")
+                                     ends=month_day(subscription.ends_at) if subscription.ends_at else "today")
         if flow_intent(tracker, *CANCEL_INTENTS) == BOTH:
             done += offer_last_month_refund(dispatcher, customer_id)
         return done
@@ -175,7 +182,7 @@ def offer_last_month_refund(dispatcher: CollectingDispatcher, customer_id: str) 
     summary = {"invoice_id": invoice.id, "amount": str(quote.max_refundable), "currency": quote.currency,
                "reason": "subscription cancelled"}
     dispatcher.utter_message(response="utter_confirm_subscription_refund", invoice_id=invoice.id,
-                             amount=summary["amount"], currency=quote.currency, date=when(invoice.issued_at))
+                             amount=summary["amount"], currency=quote.currency, date=month_day(invoice.issued_at))
     return [SlotSet("refund_quote", summary)]
 
 
@@ -200,10 +207,7 @@ class ValidateChangePlanForm(CustomerFormValidation):
                   domain: DomainDict) -> List[EventType]:
         events = await super().run(dispatcher, tracker, domain)
         # A plan named earlier in the chat is not necessarily the one wanted now.
-        starting = tracker.get_slot("requested_slot") is None and latest_intent(tracker) == "change_plan"
-        if starting and not list(tracker.get_latest_entity_values("plan")):
-            events.append(SlotSet("plan", None))
-        return events
+        return events + forget_unless_said(tracker, "change_plan", plan="plan")
 
     def validate_plan(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                       domain: DomainDict) -> Dict[str, Any]:

@@ -11,7 +11,14 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import latest_intent, reply_to_backend_error, ticketing, turn_key
+from actions.common import (
+    forget_unless_said,
+    form_starting,
+    month_day,
+    reply_to_backend_error,
+    ticketing,
+    turn_key,
+)
 from actions.handoff import requester_email
 from actions.identity import CustomerFormValidation, verified_customer
 from actions.transcript import context_text, conversation_context, detected_intent
@@ -60,9 +67,8 @@ class ValidateBugReportForm(FormValidationAction):
                                       domain: DomainDict) -> Dict[str, Any]:
         """The message that started the form is the description when it says what happened."""
         text = tracker.latest_message.get("text") or ""
-        starting = tracker.get_slot("requested_slot") is None and latest_intent(tracker) == "report_bug"
-        if starting and not tracker.get_slot("bug_description") and not GENERIC_REPORT.match(text) \
-                and len(text.split()) >= 3:
+        if form_starting(tracker, "report_bug") and not tracker.get_slot("bug_description") \
+                and not GENERIC_REPORT.match(text) and len(text.split()) >= 3:
             return {"bug_description": text}
         return {}
 
@@ -135,10 +141,7 @@ class ValidateTicketStatusForm(CustomerFormValidation):
         events = await super().run(dispatcher, tracker, domain)
         # A ticket number from earlier in the chat is not this question's: without one in the
         # message that asks, the customer gets the list of their open tickets.
-        starting = tracker.get_slot("requested_slot") is None and latest_intent(tracker) == "ticket_status"
-        if starting and not list(tracker.get_latest_entity_values("ticket_id")):
-            events.append(SlotSet("ticket_id", None))
-        return events
+        return events + forget_unless_said(tracker, "ticket_status", ticket_id="ticket_id")
 
 
 class ActionTicketStatus(Action):
@@ -209,7 +212,7 @@ class ActionAddTicketComment(Action):
 
 
 def describe_ticket(ticket: Ticket) -> str:
-    opened = f"{ticket.created:%B} {ticket.created.day}"
+    opened = month_day(ticket.created)
     return f"Ticket {ticket.id}: \"{ticket.subject}\", {ticket.status}, opened {opened}."
 
 

@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from sqlalchemy.engine import Engine
 
 from supportbot import processes
+from supportbot.billing.models import make_engine
+from supportbot.clients.billing import BillingClient
 
 POSTGRES_URL = os.environ.get(
     "BILLING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -86,3 +89,17 @@ def any_billing_server(request: pytest.FixtureRequest) -> BillingServer:
 def any_billing_url(any_billing_server: BillingServer) -> str:
     """Runs a test once per database backend."""
     return any_billing_server.url
+
+
+@pytest.fixture(scope="module")
+def client(billing_url: str) -> BillingClient:
+    """A client that fails at once instead of retrying: the tests look at each answer."""
+    return BillingClient(billing_url, timeout=10, retries=0)
+
+
+@pytest.fixture(scope="module")
+def engine(billing_server: BillingServer) -> Iterator[Engine]:
+    """The SQLite billing server's database, for reading what the service wrote."""
+    engine = make_engine(billing_server.db_url)
+    yield engine
+    engine.dispose()

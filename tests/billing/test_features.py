@@ -12,7 +12,7 @@ import re
 import time
 import uuid
 from decimal import Decimal
-from typing import Any, Dict, Iterator
+from typing import Any, Dict
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -37,24 +37,6 @@ pytestmark = pytest.mark.timeout(120)
 D = Decimal
 CARD = "4242424242424242"
 BillingServer = Any  # conftest.BillingServer: url, db_url, log
-
-
-
-
-
-
-
-
-@pytest.fixture(scope="module")
-def engine(billing_server: BillingServer) -> Iterator[Any]:
-    engine = m.make_engine(billing_server.db_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def client(billing_url: str) -> BillingClient:
-    return BillingClient(billing_url, timeout=10, retries=0)
 
 
 def fresh_customer(engine: Any, locked: bool = False, renews_in: int = 15,

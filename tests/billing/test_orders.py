@@ -11,7 +11,7 @@ import re
 import secrets
 import uuid
 from decimal import Decimal
-from typing import Any, Callable, Dict, Iterator
+from typing import Any, Callable, Dict
 
 import pytest
 import requests
@@ -33,18 +33,6 @@ pytestmark = pytest.mark.timeout(120)
 D = Decimal
 BillingServer = Any  # conftest.BillingServer: url, db_url, log
 ADDRESS = "Flat 2\n14 Harbour Road\nBristol BS1 5TT\nUnited Kingdom"
-
-
-@pytest.fixture(scope="module")
-def engine(billing_server: BillingServer) -> Iterator[Any]:
-    engine = m.make_engine(billing_server.db_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def client(billing_url: str) -> BillingClient:
-    return BillingClient(billing_url, timeout=10, retries=0)
 
 
 def add(engine: Any, *rows: Any) -> None:

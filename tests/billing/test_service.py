@@ -25,15 +25,6 @@ from supportbot.errors import Conflict, InvalidRequest, NotFound
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
-def client(billing_url: str) -> BillingClient:
-    return BillingClient(billing_url, timeout=10, retries=0)
-
-
-
-
-
-
 # --- service and seed data ---------------------------------------------------------------
 
 
@@ -233,8 +224,6 @@ def refund_post(billing_url: str, **kwargs: Any) -> requests.Response:
     headers = {"Idempotency-Key": new_key(), **kwargs.pop("headers", {})}
     return requests.post(f"{billing_url}/customers/C-1002/refunds", headers=headers,
                          timeout=5, **kwargs)
-
-
 
 
 @pytest.mark.parametrize("path", ["/customers/verify", "/customers/C-1002/refunds/quote",
