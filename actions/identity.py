@@ -17,7 +17,8 @@ from supportbot.nlu import normalize
 
 # Who the customer is, and anything still waiting for their yes: a new session starts clean.
 NOT_CARRIED_OVER = {"requested_slot", "customer_id", "customer_verified", "email", "refund_quote",
-                    "subscription_step", "subscription_pending", "plan_change_quote"}
+                    "subscription_step", "subscription_pending", "plan_change_quote",
+                    "order_change_pending"}
 
 
 def verified_customer(tracker: Tracker) -> Optional[str]:
