@@ -24,8 +24,9 @@ from supportbot.benchmark import metrics, thresholds
 from supportbot.benchmark.datasets import Benchmark, Example, write_training_yaml
 
 BASELINE_CONFIG = Path(__file__).with_name("baseline_config.yml")
-EPOCH_COMPONENTS = {"DIETClassifier", "ResponseSelector"}
-SEEDED_COMPONENTS = {"DIETClassifier", "ResponseSelector"}
+ENTITY_DIET = "supportbot.nlu.entity_diet.DIETEntityExtractor"
+EPOCH_COMPONENTS = {"DIETClassifier", "ResponseSelector", ENTITY_DIET}
+SEEDED_COMPONENTS = EPOCH_COMPONENTS | {"supportbot.nlu.classifier.LinearIntentClassifier"}
 HTTP_WARMUP = 3
 _STARTED = time.monotonic()
 

@@ -1,6 +1,6 @@
 """EntityNormalizer: one entity per span, with the value actions read.
 
-Three extractors see every message: RegexEntityExtractor (ids, emails), DIETClassifier
+Three extractors see every message: RegexEntityExtractor (ids, emails), DIETEntityExtractor
 (everything it was trained on) and SpacyEntityExtractor (MONEY, DATE). This component keeps,
 for each span of text, the most trustworthy answer, renames spaCy's labels to the domain's
 `amount` and `date`, widens spaCy's money spans to the currency the customer typed, and
@@ -29,7 +29,8 @@ from supportbot.nlu.base import StatelessComponent
 
 SPACY_LABELS = {"MONEY": "amount", "DATE": "date"}
 # Lower rank wins when two extractors claim overlapping text.
-RANK = {"RegexEntityExtractor": 0, "DIETClassifier": 1, "SpacyEntityExtractor": 2}
+RANK = {"RegexEntityExtractor": 0, "DIETEntityExtractor": 1, "DIETClassifier": 1, "CRFEntityExtractor": 1,
+        "SpacyEntityExtractor": 2}
 _CURRENCY_BEFORE = re.compile(r"(?:[$€£]|usd|eur|gbp)\s?$", re.IGNORECASE)
 _CURRENCY_AFTER = re.compile(
     r"^\s?(?:[$€£]|usd|eur|gbp|dollars?|euros?|bucks?|pounds?|quid)\b", re.IGNORECASE

@@ -1,0 +1,40 @@
+"""DIETEntityExtractor: Rasa's DIETClassifier used for entities only, trained only when there are any.
+
+With LinearIntentClassifier choosing intents, DIET's job in the product is the entities a regex
+or spaCy can't find from their shape alone (plan names in context, amounts and dates in words).
+Two things differ from a DIETClassifier with `intent_classification: false`:
+- training data without a single entity annotation (BANKING77, say) trains nothing, instead of
+  running every epoch to learn that every token is "no entity";
+- untrained, it leaves a message's entities as they are instead of setting them to [].
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List
+
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.nlu.classifiers.diet_classifier import DIETClassifier
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+from rasa.utils.tensorflow.constants import ENTITY_RECOGNITION, INTENT_CLASSIFICATION
+
+logger = logging.getLogger(__name__)
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR], is_trainable=True)
+class DIETEntityExtractor(DIETClassifier):
+    @staticmethod
+    def get_default_config() -> Dict[str, Any]:
+        return {**DIETClassifier.get_default_config(), INTENT_CLASSIFICATION: False, ENTITY_RECOGNITION: True}
+
+    def train(self, training_data: TrainingData) -> Resource:
+        if not training_data.entity_examples:
+            logger.info("DIETEntityExtractor: the training data annotates no entity; nothing to train.")
+            return self._resource
+        return super().train(training_data)
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        if self.model is None:
+            return messages
+        return super().process(messages)
