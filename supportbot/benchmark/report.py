@@ -41,13 +41,15 @@ MULTI_LABEL_NOTE = (
     "**How multi-label intents are handled.** Rasa predicts one intent per message. Each NLU++ "
     "label set becomes one Rasa intent made of the sorted labels joined by `+` (an example with no "
     "label gets `no_label`), and every tokenizer is set to `intent_tokenization_flag: true` with "
-    "`intent_split_symbol: '+'`, so DIET embeds each label token. DIET still picks one of the label "
+    "`intent_split_symbol: '+'`. A single-label classifier such as DIET then picks one of the label "
     "*combinations seen in training*: a combination that only occurs in the test folds cannot be "
-    "predicted exactly, which caps recall, most of all in the \"low\" protocol. Scores split the "
-    "predicted `a+b` back into labels and count micro-F1 over individual labels (`nlu_fallback` and "
-    "`no_label` are the empty set); \"accuracy\" is exact match of the whole set. Slots are Rasa "
-    "entities; slot micro-F1 counts exact (start, end, slot) spans, ignoring predicted entity types "
-    "the data set does not define. This is not the per-label thresholded classifier of the NLU++ paper."
+    "predicted exactly, which caps recall, most of all in the \"low\" protocol. LinearIntentClassifier "
+    "with `multi_label: true` (supportbot/benchmark/nlupp_config.yml) instead decides each label with its "
+    "own binary model and threshold, as the NLU++ paper does, and can output any combination. Scores "
+    "split the predicted `a+b` back into labels and count micro-F1 over individual labels "
+    "(`nlu_fallback` and `no_label` are the empty set); \"accuracy\" is exact match of the whole set. "
+    "Slots are Rasa entities; slot micro-F1 counts exact (start, end, slot) spans, ignoring predicted "
+    "entity types the data set does not define."
 )
 
 METHOD_NOTE = (
