@@ -297,7 +297,10 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         with_text = [m for m in messages if m.get(TEXT)]
         predictions = dict(zip(map(id, with_text), self.predict(with_text))) if with_text else {}
         for message in messages:
+            # No text or no model: no intent, at confidence 0, as DIET reports it, so that a
+            # FallbackClassifier after this one turns the message into nlu_fallback.
             intent, ranking = predictions.get(id(message), (None, []))
+            intent = intent or {INTENT_NAME_KEY: None, PREDICTED_CONFIDENCE_KEY: 0.0}
             message.set(INTENT, intent, add_to_output=True)
             message.set(INTENT_RANKING_KEY, ranking[: self._config["ranking_length"]], add_to_output=True)
         return messages

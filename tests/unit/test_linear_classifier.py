@@ -126,15 +126,16 @@ def test_nothing_above_the_label_threshold_is_the_empty_intent(tmp_path):
 def test_messages_without_text_get_no_intent(tmp_path):
     classifier, *_ = create(tmp_path)
     classifier.train(training_data())
-    [empty] = classifier.process([Message(data={})])
-    assert empty.get(INTENT) is None and empty.get(INTENT_RANKING_KEY) == []
+    [empty] = classifier.process([Message(data={TEXT: ""})])
+    assert empty.get(INTENT) == {"name": None, "confidence": 0.0}
+    assert empty.get(INTENT_RANKING_KEY) == []
 
 
 def test_untrained_classifier_predicts_nothing(tmp_path):
     classifier, config, storage, context = create(tmp_path)
     loaded = LinearIntentClassifier.load(config, storage, Resource("never-trained"), context)
     [probe] = loaded.process([message("where is my order", [1, 0, 0])])
-    assert probe.get(INTENT) is None
+    assert probe.get(INTENT) == {"name": None, "confidence": 0.0}
 
 
 def test_no_sentence_features_is_a_clear_error(tmp_path):
