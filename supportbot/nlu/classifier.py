@@ -4,7 +4,7 @@ With a good sentence encoder in the pipeline (supportbot/nlu/encoder.py), most o
 telling intents apart is already done by the encoder; what is left is close to linear. A
 multinomial logistic regression over the encoder's sentence vector and the word/character n-gram
 counts trains in seconds instead of DIET's minutes, and is far better with few examples per intent
-(docs/benchmarks.md, run 7: BANKING77 10-shot top-1 0.69 with DIET, 0.84 with this classifier).
+(docs/benchmarks.md, run 7: BANKING77 10-shot top-1 0.69 with DIET, 0.83 with this classifier).
 
 Features: the TEXT sentence features of every featurizer (or of those named in `featurizers`),
 one block per featurizer, each brought to unit length so that no block drowns the others:
