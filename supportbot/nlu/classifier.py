@@ -141,9 +141,11 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
 
     # --- features -------------------------------------------------------------------------
 
-    def _matrix(self, messages: Sequence[Message]):
-        """The [len(messages), d] feature matrix in the block layout learned in training."""
-        per_message = [_blocks(m, self._config["featurizers"]) for m in messages]
+    def _found(self, messages: Sequence[Message]) -> List[Dict[str, Tuple[bool, Any]]]:
+        return [_blocks(m, self._config["featurizers"]) for m in messages]
+
+    def _matrix(self, per_message: Sequence[Dict[str, Tuple[bool, Any]]]):
+        """The feature matrix, one row per message's blocks, in the layout learned in training."""
         columns = []
         for index, block in enumerate(self._meta["blocks"]):
             origin, sparse, dim = block["origin"], block["sparse"], block["dim"]
@@ -162,11 +164,11 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
                 columns.append(scipy.sparse.csr_matrix(_unit_rows(dense) * self._config["dense_weight"]))
         return scipy.sparse.hstack(columns).tocsr()
 
-    def _learn_blocks(self, messages: Sequence[Message]) -> None:
+    def _learn_blocks(self, per_message: Sequence[Dict[str, Tuple[bool, Any]]]) -> None:
         """The block layout (origin, kind, width) and each sparse block's IDF, from training data."""
         layout: Dict[str, Tuple[bool, int]] = {}
-        for message in messages:
-            for origin, (sparse, value) in _blocks(message, self._config["featurizers"]).items():
+        for found in per_message:
+            for origin, (sparse, value) in found.items():
                 layout.setdefault(origin, (sparse, value.shape[-1]))
         if not layout:
             raise InvalidConfigException(
@@ -176,15 +178,15 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
                    if self._config["featurizers"] else ".")
             )
         self._meta = {"blocks": [{"origin": o, "sparse": s, "dim": d} for o, (s, d) in sorted(layout.items())]}
-        n = len(messages)
+        n = len(per_message)
         for index, block in enumerate(self._meta["blocks"]):
             if not block["sparse"]:
                 continue
             document_frequency = np.zeros(block["dim"])
-            for message in messages:
-                found = _blocks(message, self._config["featurizers"]).get(block["origin"])
-                if found is not None and found[0]:
-                    document_frequency[found[1].nonzero()[1]] += 1
+            for found in per_message:
+                sparse, value = found.get(block["origin"], (False, None))
+                if sparse:
+                    document_frequency[value.nonzero()[1]] += 1
             self._arrays[f"idf_{index}"] = np.log((1.0 + n) / (1.0 + document_frequency)) + 1.0
 
     # --- training -------------------------------------------------------------------------
@@ -202,8 +204,9 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
             logger.warning("LinearIntentClassifier needs at least two intents to train; it will predict none.")
             return self._resource
         self._arrays = {}
-        self._learn_blocks(examples)
-        features = self._matrix(examples)
+        per_message = self._found(examples)
+        self._learn_blocks(per_message)
+        features = self._matrix(per_message)
 
         def fit(targets):
             model = LogisticRegression(C=self._config["C"], max_iter=self._config["max_iter"],
@@ -261,7 +264,7 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         """(intent, ranking) per message, as Rasa's other intent classifiers set them."""
         if not self._meta or "W" not in self._arrays:
             return [(None, []) for _ in messages]
-        scores = np.asarray(self._matrix(messages) @ self._arrays["W"]) + self._arrays["b"]
+        scores = np.asarray(self._matrix(self._found(messages)) @ self._arrays["W"]) + self._arrays["b"]
         classes = self._meta["classes"]
         results = []
         if self._config["multi_label"]:

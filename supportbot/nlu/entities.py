@@ -29,8 +29,7 @@ from supportbot.nlu.base import StatelessComponent
 
 SPACY_LABELS = {"MONEY": "amount", "DATE": "date"}
 # Lower rank wins when two extractors claim overlapping text.
-RANK = {"RegexEntityExtractor": 0, "DIETEntityExtractor": 1, "DIETClassifier": 1, "CRFEntityExtractor": 1,
-        "SpacyEntityExtractor": 2}
+RANK = {"RegexEntityExtractor": 0, "DIETEntityExtractor": 1, "DIETClassifier": 1, "SpacyEntityExtractor": 2}
 _CURRENCY_BEFORE = re.compile(r"(?:[$€£]|usd|eur|gbp)\s?$", re.IGNORECASE)
 _CURRENCY_AFTER = re.compile(
     r"^\s?(?:[$€£]|usd|eur|gbp|dollars?|euros?|bucks?|pounds?|quid)\b", re.IGNORECASE
