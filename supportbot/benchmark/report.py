@@ -173,6 +173,21 @@ def dataset_lines(result: Dict) -> List[str]:
     return lines
 
 
+def component_lines(result: Dict, top: int = 10) -> List[str]:
+    """The slowest graph components of each config, per in-process parse."""
+    lines = []
+    for tag in ("candidate", "baseline"):
+        rows = result["results"][tag]["latency"].get("components") or []
+        if not rows:
+            continue
+        lines += [f"**{tag}** (slowest {min(top, len(rows))} of {len(rows)} graph nodes)", "",
+                  "| component | p50 ms | p95 ms |", "| --- | ---: | ---: |"]
+        lines += [f"| {row['component']} | {fmt(row['p50_ms'], '{:.2f}')} | {fmt(row['p95_ms'], '{:.2f}')} |"
+                  for row in rows[:top]]
+        lines.append("")
+    return lines
+
+
 def config_lines(result: Dict) -> List[str]:
     lines = []
     for tag in ("candidate", "baseline"):
@@ -214,6 +229,11 @@ def write_markdown(result: Dict, path: Path, plots: Dict[str, str]) -> None:
                         ("per_intent_f1", "Per-intent F1"), ("latency", "Parse latency")):
         if name in plots:
             lines += [f"![{title}]({plots[name]})", ""]
+    components = component_lines(result)
+    if components:
+        lines += ["## Parse time by component", "",
+                  "Time per in-process parse spent in each graph component (the rest of a parse is Rasa's "
+                  "own message handling).", "", *components]
     lines += ["## Calibration", "",
               f"ECE candidate {fmt(result['results']['candidate']['summary']['ece'])}, "
               f"baseline {fmt(result['results']['baseline']['summary']['ece'])} (10 equal-width bins).", "",

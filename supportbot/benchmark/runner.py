@@ -25,7 +25,8 @@ from supportbot.benchmark.datasets import Benchmark, Example, write_training_yam
 
 BASELINE_CONFIG = Path(__file__).with_name("baseline_config.yml")
 ENTITY_DIET = "supportbot.nlu.entity_diet.DIETEntityExtractor"
-EPOCH_COMPONENTS = {"DIETClassifier", "ResponseSelector", ENTITY_DIET}
+EPOCH_COMPONENTS = {"DIETClassifier", "ResponseSelector", "supportbot.nlu.faq_selector.FAQResponseSelector",
+                    ENTITY_DIET}
 SEEDED_COMPONENTS = EPOCH_COMPONENTS | {"supportbot.nlu.classifier.LinearIntentClassifier"}
 HTTP_WARMUP = 3
 _STARTED = time.monotonic()
@@ -245,6 +246,17 @@ def fallback_threshold(config: Path) -> float:
     return 0.3
 
 
+def component_latencies(workers: List[Dict]) -> List[Dict]:
+    """Per graph component, its time per in-process parse over all workers, slowest first."""
+    pooled: Dict[str, List[float]] = {}
+    for worker in workers:
+        for node, milliseconds in (worker.get("component_ms") or {}).items():
+            pooled.setdefault(node, []).extend(milliseconds)
+    rows = [{"component": node[len("run_"):] if node.startswith("run_") else node,
+             **metrics.latency_summary(milliseconds)} for node, milliseconds in pooled.items()]
+    return sorted(rows, key=lambda row: -(row["p50_ms"] or 0))
+
+
 def assemble(evaluated: Dict, http: Optional[Dict]) -> Dict:
     """Headline figures are means over runs (NLU++ protocol); tables and bins use pooled runs."""
     runs, pooled, workers = evaluated["runs"], evaluated["pooled"], evaluated["workers"]
@@ -275,7 +287,7 @@ def assemble(evaluated: Dict, http: Optional[Dict]) -> Dict:
         "threshold_curve": pooled.get("threshold_curve"),
         "calibrated_thresholds": pooled.get("calibrated_thresholds"),
         "latency": {"in_process": {**metrics.latency_summary(in_process), "latency_ms": in_process},
-                    "http": http},
+                    "http": http, "components": component_latencies(workers)},
         "resources": {
             "train_seconds_per_run": [w["train_seconds"] for w in workers],
             "import_seconds": workers[0]["import_seconds"],

@@ -4,7 +4,8 @@ Runs as its own process (`python -m supportbot.benchmark.worker REQUEST.json`), 
 memory and wall times belong to one model only. Writes RESULT.json next to the request:
 training wall and CPU time, peak resident memory after training (ru_maxrss of this process: Rasa trains
 in-process, without child processes), and for every test text the parse result and the time
-`Agent.parse_message` took (in process, after three warm-up parses).
+`Agent.parse_message` took (in process, after three warm-up parses), and what each graph
+component took of it.
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import logging
 import resource
 import sys
 import time
+from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 WARMUP_PARSES = 3
 
@@ -39,6 +42,31 @@ def slim(parse: Dict) -> Dict:
     }
 
 
+@contextmanager
+def component_timer() -> Iterator[Dict[str, List[float]]]:
+    """Milliseconds each graph node (component) takes per call, while the block runs.
+
+    Wraps Rasa's `GraphNode.__call__`, through which the graph runner calls every component: two
+    clock reads per node, a few microseconds per parse."""
+    from rasa.engine.graph import GraphNode
+
+    timings: Dict[str, List[float]] = defaultdict(list)
+    original = GraphNode.__call__
+
+    def timed(node: GraphNode, *inputs):
+        started = time.perf_counter()
+        try:
+            return original(node, *inputs)
+        finally:
+            timings[getattr(node, "_node_name", "?")].append((time.perf_counter() - started) * 1000)
+
+    GraphNode.__call__ = timed
+    try:
+        yield timings
+    finally:
+        GraphNode.__call__ = original
+
+
 async def parse_all(model_path: str, texts: List[str]) -> Dict:
     from rasa.core.agent import Agent
 
@@ -48,12 +76,14 @@ async def parse_all(model_path: str, texts: List[str]) -> Dict:
     for text in texts[:WARMUP_PARSES] or ["hello"]:
         await agent.parse_message(text)
     predictions, latencies = [], []
-    for text in texts:
-        started = time.perf_counter()
-        parse = await agent.parse_message(text)
-        latencies.append((time.perf_counter() - started) * 1000)
-        predictions.append(slim(parse))
-    return {"load_seconds": load_seconds, "predictions": predictions, "latency_ms": latencies}
+    with component_timer() as component_ms:
+        for text in texts:
+            started = time.perf_counter()
+            parse = await agent.parse_message(text)
+            latencies.append((time.perf_counter() - started) * 1000)
+            predictions.append(slim(parse))
+    return {"load_seconds": load_seconds, "predictions": predictions, "latency_ms": latencies,
+            "component_ms": dict(component_ms)}
 
 
 def configure_like_rasa_cli() -> None:

@@ -43,7 +43,8 @@ def test_assemble_means_over_runs_and_pools_latency():
                   {"name": "r1", "accuracy": 1.0, "train_seconds": 20.0, "train_cpu_seconds": 12.0}]
     pooled = {"summary": {"accuracy": 0.7}, "per_intent": {}, "confused_pairs": [],
               "calibration": {"ece": 0.1, "bins": []}}
-    workers = [{"latency_ms": [1.0, 3.0], "model_size_bytes": 2_000_000, "peak_rss_after_train_mb": 500.0,
+    workers = [{"latency_ms": [1.0, 3.0], "component_ms": {"run_A0": [0.5, 1.5], "run_B1": [0.1, 0.1]},
+                "model_size_bytes": 2_000_000, "peak_rss_after_train_mb": 500.0,
                 "worker_peak_rss_mb": 600.0, "load_seconds": 1.0, "train_seconds": 10.0, "worker_cpu_seconds": 9.0,
                 "import_seconds": 5.0, "worker_seconds": 30.0},
                {"latency_ms": [2.0], "model_size_bytes": 4_000_000, "peak_rss_after_train_mb": 700.0,
@@ -57,3 +58,5 @@ def test_assemble_means_over_runs_and_pools_latency():
     assert summary["peak_rss_train_mb"] == 700.0 and summary["peak_rss_worker_mb"] == 650.0
     assert summary["parse_p50_ms"] == 2.0
     assert summary["http_p95_ms"] is None
+    components = result["latency"]["components"]  # pooled over workers, slowest first, "run_" dropped
+    assert [(row["component"], row["n"], row["p50_ms"]) for row in components] == [("A0", 2, 1.0), ("B1", 2, 0.1)]

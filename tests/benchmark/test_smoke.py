@@ -81,11 +81,17 @@ def test_bench_end_to_end(tmp_path, repo):
         rates = [row["escalation_rate"] for row in curve]
         assert rates == sorted(rates)  # a higher threshold never escalates less
         assert outcome["latency"]["in_process"]["n"] == 8 and outcome["latency"]["http"]["n"] == 5
+        components = {row["component"]: row for row in outcome["latency"]["components"]}
+        classifier = "supportbot.nlu.classifier.LinearIntentClassifier" if tag == "candidate" else "DIETClassifier"
+        assert any(name.startswith(classifier) for name in components), sorted(components)
+        assert all(row["n"] == 8 for row in components.values())  # every timed parse, no warm-up
+        assert sum(row["mean_ms"] for row in components.values()) <= outcome["latency"]["in_process"]["mean_ms"]
     assert set(report["ratios"]) == set(report["results"]["candidate"]["summary"])
 
     markdown = (out / "benchmark.md").read_text()
     assert "ratio (candidate / baseline)" in markdown
     assert "The baseline was shortened to 2 epochs" in markdown
+    assert "## Parse time by component" in markdown and "| DIETClassifier" in markdown
     for plot in ("reliability.png", "per_intent_f1.png", "latency.png", "ratios.png", "thresholds.png"):
         assert (out / plot).stat().st_size > 1000, plot
         assert f"]({plot})" in markdown
