@@ -1,7 +1,7 @@
 """EntityNormalizer: one entity per span, with the value actions read.
 
 Three extractors see every message: RegexEntityExtractor (ids, emails), DIETEntityExtractor
-(everything it was trained on) and SpacyEntityExtractor (MONEY, DATE). This component keeps,
+(everything it was trained on) and SpacyNEREntityExtractor (MONEY, DATE). This component keeps,
 for each span of text, the most trustworthy answer, renames spaCy's labels to the domain's
 `amount` and `date`, widens spaCy's money spans to the currency the customer typed, and
 normalises every value (supportbot.nlu.normalize). What cannot be normalised is dropped.
@@ -29,7 +29,9 @@ from supportbot.nlu.base import StatelessComponent
 
 SPACY_LABELS = {"MONEY": "amount", "DATE": "date"}
 # Lower rank wins when two extractors claim overlapping text.
-RANK = {"RegexEntityExtractor": 0, "DIETEntityExtractor": 1, "DIETClassifier": 1, "SpacyEntityExtractor": 2}
+SPACY_EXTRACTORS = {"SpacyEntityExtractor", "SpacyNEREntityExtractor"}
+RANK = {"RegexEntityExtractor": 0, "DIETEntityExtractor": 1, "DIETClassifier": 1,
+        **{name: 2 for name in SPACY_EXTRACTORS}}
 _CURRENCY_BEFORE = re.compile(r"(?:[$€£]|usd|eur|gbp)\s?$", re.IGNORECASE)
 _CURRENCY_AFTER = re.compile(
     r"^\s?(?:[$€£]|usd|eur|gbp|dollars?|euros?|bucks?|pounds?|quid)\b", re.IGNORECASE
@@ -65,7 +67,7 @@ def _candidate(entity: Dict[str, Any], text: str) -> Optional[Dict[str, Any]]:
     source = entity.get(EXTRACTOR, "")
     entity_type = entity.get(ENTITY_ATTRIBUTE_TYPE)
     start, end = entity.get(ENTITY_ATTRIBUTE_START), entity.get(ENTITY_ATTRIBUTE_END)
-    if source == "SpacyEntityExtractor":
+    if source in SPACY_EXTRACTORS:
         entity_type = SPACY_LABELS.get(entity_type)
         if entity_type == "amount":
             start, end = _widen_to_currency(text, start, end)
@@ -74,7 +76,7 @@ def _candidate(entity: Dict[str, Any], text: str) -> Optional[Dict[str, Any]]:
         return None
     # Synonym mapping has already replaced the value where one applies; else read the text.
     raw = entity.get(ENTITY_ATTRIBUTE_VALUE)
-    if not isinstance(raw, str) or source == "SpacyEntityExtractor":
+    if not isinstance(raw, str) or source in SPACY_EXTRACTORS:
         raw = text[start:end]
     value = normalizer(raw)
     if value is None:

@@ -1,0 +1,31 @@
+"""FAQResponseSelector: Rasa's ResponseSelector, run only where its answer can be used.
+
+A retrieval intent's answer (`faq/<key>`) is only read by the dialogue when the message's intent
+is that retrieval intent (`faq`): the `utter_faq` rule. Rasa's selector still runs its model on
+every message, a few milliseconds per parse spent on answers nobody reads. This one runs it only
+on messages whose intent, as the intent classifier left it, is its `retrieval_intent`; the
+others get no `response_selector` entry for it. Training, settings and output are Rasa's.
+Without a `retrieval_intent` it behaves exactly like Rasa's (it then serves every intent).
+"""
+from __future__ import annotations
+
+from typing import List
+
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.nlu.selectors.response_selector import ResponseSelector
+from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY
+from rasa.shared.nlu.training_data.message import Message
+
+
+@DefaultV1Recipe.register(
+    [DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=True
+)
+class FAQResponseSelector(ResponseSelector):
+    """ResponseSelector that answers only messages classified as its retrieval intent."""
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        if not self.retrieval_intent:
+            return super().process(messages)
+        wanted = [m for m in messages if (m.get(INTENT) or {}).get(INTENT_NAME_KEY) == self.retrieval_intent]
+        super().process(wanted)
+        return messages
