@@ -29,7 +29,7 @@ FIGURES = [
     ("train_cpu_seconds", "training CPU time, user + system (s)", "{:.1f}", False),
     ("model_size_mb", "model size (MB, .tar.gz)", "{:.1f}", False),
     ("peak_rss_train_mb", "peak memory after training (MB)", "{:.0f}", False),
-    ("peak_rss_worker_mb", "peak memory, train + parse (MB)", "{:.0f}", False),
+    ("peak_rss_parse_mb", "peak memory, loading and parsing (MB)", "{:.0f}", False),
     ("model_load_seconds", "model load time (s)", "{:.1f}", False),
     ("parse_p50_ms", "parse latency p50, in process (ms)", "{:.1f}", False),
     ("parse_p95_ms", "parse latency p95, in process (ms)", "{:.1f}", False),
@@ -58,9 +58,10 @@ METHOD_NOTE = (
     "averages over the intents of the test set. Calibration compares the top-ranked intent's confidence "
     "with its correctness. Training time is the wall time of Rasa's `train_nlu` (imports excluded, training "
     "cache off); its CPU time (user + system, from `getrusage`) depends much less on other load on the "
-    "machine. Peak memory is `ru_maxrss` of the worker process that trains, read with "
-    "`resource.getrusage(RUSAGE_SELF)` right after training (imports included), and of the whole worker "
-    "after parsing, from `os.wait4`. In-process latency times `Agent.parse_message` per test message; HTTP "
+    "machine. Peak memory is `ru_maxrss` (`resource.getrusage(RUSAGE_SELF)`, imports included) of the "
+    "worker process that trains, right after training, and of a fresh process that loads the trained model "
+    "and parses the test set, as a server would. In-process latency times `Agent.parse_message` per test "
+    "message in that fresh process (the training process parses slower: it keeps the training state); HTTP "
     "latency times sequential `POST /model/parse` requests to `rasa run --enable-api` on localhost with the "
     "first run's models (both servers start together, then each is timed alone); both after 3 warm-up parses."
 )

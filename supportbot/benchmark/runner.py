@@ -93,7 +93,6 @@ def run_worker(config: Path, data: Path, domain: Optional[Path], texts: List[str
         raise BenchmarkError(f"worker failed (exit {process.returncode}), log {log}:\n{tail}")
     result = json.loads((workdir / "result.json").read_text())
     result["worker_seconds"] = time.perf_counter() - started
-    result["worker_peak_rss_mb"] = usage.ru_maxrss / 1024  # max RSS of the worker (KiB on Linux)
     result["worker_cpu_seconds"] = usage.ru_utime + usage.ru_stime
     result["model_size_bytes"] = os.path.getsize(result["model"])
     return result
@@ -272,7 +271,7 @@ def assemble(evaluated: Dict, http: Optional[Dict]) -> Dict:
         "train_cpu_seconds": mean("train_cpu_seconds"),
         "model_size_mb": sum(w["model_size_bytes"] for w in workers) / len(workers) / 1e6,
         "peak_rss_train_mb": max(w["peak_rss_after_train_mb"] for w in workers),
-        "peak_rss_worker_mb": max(w["worker_peak_rss_mb"] for w in workers),
+        "peak_rss_parse_mb": max(w["peak_rss_parse_mb"] for w in workers),
         "model_load_seconds": sum(w["load_seconds"] for w in workers) / len(workers),
         "parse_p50_ms": metrics.percentile(in_process, 50),
         "parse_p95_ms": metrics.percentile(in_process, 95),

@@ -45,17 +45,17 @@ def test_assemble_means_over_runs_and_pools_latency():
               "calibration": {"ece": 0.1, "bins": []}}
     workers = [{"latency_ms": [1.0, 3.0], "component_ms": {"run_A0": [0.5, 1.5], "run_B1": [0.1, 0.1]},
                 "model_size_bytes": 2_000_000, "peak_rss_after_train_mb": 500.0,
-                "worker_peak_rss_mb": 600.0, "load_seconds": 1.0, "train_seconds": 10.0, "worker_cpu_seconds": 9.0,
+                "peak_rss_parse_mb": 600.0, "load_seconds": 1.0, "train_seconds": 10.0, "worker_cpu_seconds": 9.0,
                 "import_seconds": 5.0, "worker_seconds": 30.0},
                {"latency_ms": [2.0], "model_size_bytes": 4_000_000, "peak_rss_after_train_mb": 700.0,
-                "worker_peak_rss_mb": 650.0, "load_seconds": 3.0, "train_seconds": 20.0, "worker_cpu_seconds": 9.0,
+                "peak_rss_parse_mb": 650.0, "load_seconds": 3.0, "train_seconds": 20.0, "worker_cpu_seconds": 9.0,
                 "import_seconds": 5.0, "worker_seconds": 40.0}]
     result = assemble({"runs": run_scores, "pooled": pooled, "workers": workers}, None)
     summary = result["summary"]
     assert summary["accuracy"] == 0.75  # mean over runs, not the pooled 0.7
     assert summary["train_seconds"] == 15.0 and summary["train_cpu_seconds"] == 10.0
     assert summary["model_size_mb"] == 3.0
-    assert summary["peak_rss_train_mb"] == 700.0 and summary["peak_rss_worker_mb"] == 650.0
+    assert summary["peak_rss_train_mb"] == 700.0 and summary["peak_rss_parse_mb"] == 650.0
     assert summary["parse_p50_ms"] == 2.0
     assert summary["http_p95_ms"] is None
     components = result["latency"]["components"]  # pooled over workers, slowest first, "run_" dropped
