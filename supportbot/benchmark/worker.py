@@ -31,6 +31,14 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_mb() -> float:
+    """This program's peak resident memory. Linux's ru_maxrss survives fork + exec, so a process
+    started by a 3 GB parent reports 3 GB however little it uses; VmHWM belongs to the program."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 

@@ -1,10 +1,14 @@
 """How the runner turns parse results into figures: fallback, multi-label splitting, slot spans."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from supportbot.benchmark.datasets import Example
 from supportbot.benchmark.runner import assemble, score
+from supportbot.benchmark.worker import peak_rss_mb
 
 
 def parse(intent, ranking, entities=()):
@@ -60,3 +64,15 @@ def test_assemble_means_over_runs_and_pools_latency():
     assert summary["http_p95_ms"] is None
     components = result["latency"]["components"]  # pooled over workers, slowest first, "run_" dropped
     assert [(row["component"], row["n"], row["p50_ms"]) for row in components] == [("A0", 2, 1.0), ("B1", 2, 0.1)]
+
+
+def test_peak_memory_is_the_programs_own_not_its_parents():
+    # ru_maxrss survives fork + exec: a parse process started by a big training process would
+    # report the trainer's memory. The child here must report its own, well under the parent's.
+    ballast = b"\x01" * (400 * 1024 * 1024)  # 400 MB of touched pages in this (parent) process
+    child = subprocess.run([sys.executable, "-c",
+                            "from supportbot.benchmark.worker import peak_rss_mb; print(peak_rss_mb())"],
+                           capture_output=True, text=True, check=True)
+    assert 5 < float(child.stdout) < 200, child.stdout
+    assert peak_rss_mb() > 400
+    del ballast
