@@ -2,7 +2,7 @@
 
 Runs as its own process (`python -m supportbot.benchmark.worker REQUEST.json`), so its peak
 memory and wall times belong to one model only. Writes RESULT.json next to the request:
-training wall and CPU time, peak resident memory after training (ru_maxrss of this process: Rasa trains
+training wall and CPU time, peak resident memory after training (VmHWM of this process: Rasa trains
 in-process, without child processes), and, from a second, fresh process that loads the trained
 model as a server would (`--parse`), for every test text the parse result and the time
 `Agent.parse_message` took (after three warm-up parses), what each graph component took of it,
