@@ -75,7 +75,7 @@ def worker_env(workdir: Path) -> Dict[str, str]:
 
 
 def run_worker(config: Path, data: Path, domain: Optional[Path], texts: List[str], workdir: Path) -> Dict:
-    """Train + parse in a child process; its rusage gives the peak memory of that model alone."""
+    """Train (then parse, in a fresh grandchild) in a child process; its rusage gives the CPU time."""
     workdir.mkdir(parents=True, exist_ok=True)
     request = {"config": str(config), "data": str(data), "domain": str(domain) if domain else None,
                "model_dir": str(workdir / "models"), "texts": texts, "result": str(workdir / "result.json")}
