@@ -1,11 +1,14 @@
-"""SpacyNEREntityExtractor gives Rasa's SpacyEntityExtractor's entities from a NER-only pass."""
+"""spaCy's NER runs once: SpacyNLPWithoutNER's docs skip it, SpacyNEREntityExtractor runs only it,
+and together they give what Rasa's SpacyNLP and SpacyEntityExtractor give."""
 import pytest
+from rasa.engine import validation
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.nlu.extractors.spacy_entity_extractor import SpacyEntityExtractor
-from rasa.nlu.utils.spacy_utils import SpacyModel
+from rasa.nlu.utils.spacy_utils import SpacyModel, SpacyNLP
 from rasa.shared.nlu.constants import ENTITIES, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
-from supportbot.nlu.spacy_ner import SpacyNEREntityExtractor, pipes_to_skip
+from supportbot.nlu.spacy_ner import SpacyNEREntityExtractor, SpacyNLPWithoutNER, ner_pipes
 
 TEXTS = [
     "I paid 49.99 dollars on March 3 and want it back by next Friday",
@@ -14,44 +17,63 @@ TEXTS = [
     "nothing to see here",
     "Ünïcode ✓ 5 € le 3 mars 🙂",
 ]
+CONFIG = {"model": "en_core_web_sm"}
 
 
 @pytest.fixture(scope="module")
-def spacy_model() -> SpacyModel:
-    import spacy
-
-    return SpacyModel(model=spacy.load("en_core_web_sm", disable=["parser"]), model_name="en_core_web_sm")
+def rasas_nlp() -> SpacyNLP:
+    return SpacyNLP.create({**SpacyNLP.get_default_config(), **CONFIG}, None, None, None)
 
 
-def entities_of(extractor, spacy_model, text):
+@pytest.fixture(scope="module")
+def our_nlp() -> SpacyNLPWithoutNER:
+    return SpacyNLPWithoutNER.create({**SpacyNLP.get_default_config(), **CONFIG}, None, None, None)
+
+
+def entities_of(extractor, spacy_model: SpacyModel, text):
     message = Message(data={TEXT: text})
     extractor.process([message], spacy_model)
     return [(e["start"], e["end"], e["entity"], e["value"]) for e in message.get(ENTITIES, [])]
 
 
 @pytest.mark.parametrize("dimensions", [None, ["MONEY", "DATE"]])
-def test_same_entities_as_rasas_extractor(spacy_model, dimensions):
+def test_same_entities_as_rasas_extractor(rasas_nlp, our_nlp, dimensions):
     ours = SpacyNEREntityExtractor({"dimensions": dimensions})
     rasas = SpacyEntityExtractor({"dimensions": dimensions})
-    found = [entities_of(ours, spacy_model, text) for text in TEXTS]
-    assert found == [entities_of(rasas, spacy_model, text) for text in TEXTS]
+    found = [entities_of(ours, our_nlp.provide(), text) for text in TEXTS]
+    assert found == [entities_of(rasas, rasas_nlp.provide(), text) for text in TEXTS]
     assert (7, 20, "MONEY", "49.99 dollars") in found[0]
     assert any(label == "DATE" for _, _, label, _ in found[1])
     if dimensions:
         assert all(label in dimensions for entities in found for _, _, label, _ in entities)
 
 
-def test_only_ner_runs_and_the_extractor_is_named(spacy_model):
-    skipped = pipes_to_skip(spacy_model.model)
-    assert "ner" not in skipped and {"tagger", "lemmatizer"} <= set(skipped)
+def test_docs_are_rasas_without_the_entities(rasas_nlp, our_nlp):
+    """Tokens, lemmas, tags and context vectors (all the tokenizer and featurizer read) are
+    unchanged; only NER's entities are gone."""
+    messages = {nlp: [Message(data={TEXT: text}) for text in TEXTS] for nlp in (rasas_nlp, our_nlp)}
+    for nlp, batch in messages.items():
+        nlp.process(batch, nlp.provide())
+    for theirs, ours in zip(messages[rasas_nlp], messages[our_nlp]):
+        a, b = theirs.get("text_spacy_doc"), ours.get("text_spacy_doc")
+        assert [(t.text, t.lemma_, t.pos_, t.tag_) for t in a] == [(t.text, t.lemma_, t.pos_, t.tag_) for t in b]
+        assert (a.tensor == b.tensor).all() and (a.vector == b.vector).all()
+        assert b.ents == ()
+    assert any(m.get("text_spacy_doc").ents for m in messages[rasas_nlp])
+    assert "ner" in rasas_nlp.provide().model.pipe_names
+    assert "ner" not in our_nlp.provide().model.pipe_names
+
+
+def test_only_ner_runs_and_the_extractor_is_named(our_nlp):
+    assert [name for name, _ in ner_pipes(our_nlp.provide().model)] == ["ner"]
     message = Message(data={TEXT: "I paid $5 today"})
-    SpacyNEREntityExtractor({"dimensions": None}).process([message], spacy_model)
+    SpacyNEREntityExtractor({"dimensions": None}).process([message], our_nlp.provide())
     assert {e["extractor"] for e in message.get(ENTITIES)} == {"SpacyNEREntityExtractor"}
 
 
-def test_empty_message_gets_no_entities(spacy_model):
+def test_empty_message_gets_no_entities(our_nlp):
     message = Message(data={TEXT: ""})
-    SpacyNEREntityExtractor({"dimensions": None}).process([message], spacy_model)
+    SpacyNEREntityExtractor({"dimensions": None}).process([message], our_nlp.provide())
     assert not message.get(ENTITIES)
 
 
@@ -59,4 +81,32 @@ def test_a_model_without_ner_is_refused():
     import spacy
 
     with pytest.raises(ValueError, match="no 'ner' pipe"):
-        pipes_to_skip(spacy.blank("en"))
+        ner_pipes(spacy.blank("en"))
+
+
+def graph_for(pipeline):
+    return DefaultV1Recipe().graph_config_for_recipe(
+        {"language": "en", "pipeline": pipeline, "policies": []}, {}
+    )
+
+
+def test_the_products_config_makes_a_valid_graph_with_docs_for_the_tokenizer():
+    from rasa.shared.utils.io import read_config_file
+
+    graph = graph_for(read_config_file("config.yml")["pipeline"])
+    validation.validate(graph)
+    nodes = graph.train_schema.nodes
+    spacy_runs = [name for name, node in nodes.items()
+                  if node.uses is SpacyNLPWithoutNER and "provide" not in name]
+    tokenizer = next(name for name, node in nodes.items() if node.uses.__name__ == "SpacyTokenizer")
+    assert spacy_runs and nodes[tokenizer].needs["training_data"] in spacy_runs
+
+
+def test_the_extractor_with_rasas_spacy_nlp_is_a_config_error():
+    """It takes its model from SpacyNLPWithoutNER; with plain SpacyNLP Rasa's graph validation
+    refuses the config before training (no provider for its model), not at the first message."""
+    pipeline = [{"name": "SpacyNLP", **CONFIG}, {"name": "SpacyTokenizer"},
+                {"name": "supportbot.nlu.spacy_ner.SpacyNEREntityExtractor"}]
+    graph = graph_for(pipeline)
+    with pytest.raises(Exception, match="SpacyNEREntityExtractor.*needs the param 'model'"):
+        validation.validate(graph)
