@@ -17,12 +17,9 @@ With en_core_web_sm 3.6 this saves about 2 ms per message in SpacyNLP and 2 in t
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple, Type
+from typing import Any, List, Tuple, Type
 
-from rasa.engine.graph import ExecutionContext
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
-from rasa.engine.storage.resource import Resource
-from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.extractors.spacy_entity_extractor import SpacyEntityExtractor
 from rasa.nlu.utils.spacy_utils import SpacyModel, SpacyNLP
 from rasa.shared.nlu.constants import ENTITIES, TEXT
@@ -51,19 +48,14 @@ def ner_pipes(nlp) -> List[Tuple[str, Any]]:
 class SpacyNLPWithoutNER(SpacyNLP):
     """Rasa's SpacyNLP whose docs skip NER, for a pipeline whose NER runs in SpacyNEREntityExtractor."""
 
-    @classmethod
-    def create(
-        cls,
-        config: Dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> SpacyNLP:
-        component = super().create(config, model_storage, resource, execution_context)
-        nlp = component.provide().model
-        if NER in nlp.pipe_names:
-            nlp.disable_pipe(NER)  # skipped by nlp(text) and nlp.pipe(texts), still loaded
-        return component
+    @staticmethod
+    def load_model(spacy_model_name: str) -> SpacyModel:
+        """Rasa's loading (and its errors), then `ner` disabled: skipped by nlp(text) and
+        nlp.pipe(texts), still loaded for the extractor. SpacyNLP.create calls this."""
+        model = SpacyNLP.load_model(spacy_model_name)
+        if NER in model.model.pipe_names:
+            model.model.disable_pipe(NER)
+        return model
 
 
 @DefaultV1Recipe.register(
