@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     data.add_argument("--max-runs", type=int, help="nlupp: only the first N runs of the protocol")
     data.add_argument("--val-fraction", type=float, default=0.1,
                       help="banking77 without --test: stratified validation share (default: %(default)s)")
+    data.add_argument("--folds", type=int, help="project: K-fold cross-validation over --train instead of "
+                      "scoring on the held-out test file (out-of-sample predictions for every training "
+                      "message, e.g. to calibrate fallback thresholds)")
     data.add_argument("--shots", type=int, help="banking77: N training examples per intent")
     data.add_argument("--subset-intents", type=int, help="banking77: N intents drawn with the seed")
     data.add_argument("--max-examples", type=int, help="at most N training examples (per run)")
@@ -61,6 +64,8 @@ def _path(value: Optional[str]) -> Optional[Path]:
 def load_benchmark(args: argparse.Namespace):
     from supportbot.benchmark import datasets
 
+    if args.folds is not None and args.dataset != "project":
+        raise SystemExit("--folds is for --dataset project (NLU++ has its protocols, BANKING77 --val-fraction)")
     if args.dataset == "banking77":
         if not args.train:
             raise SystemExit("--dataset banking77 needs --train PATH/train.csv")
@@ -73,6 +78,13 @@ def load_benchmark(args: argparse.Namespace):
                                    args.max_test, args.seed)
     if args.shots or args.subset_intents or args.max_examples or args.max_test:
         raise SystemExit("--dataset project trains on the whole data directory: no sampling options")
+    if args.folds is not None:
+        if args.test:
+            raise SystemExit("--folds scores on the training data's own folds: no --test")
+        if args.folds < 2:
+            raise SystemExit("--folds needs at least 2")
+        return datasets.load_project_folds(_path(args.train or "data/nlu"), _path(args.domain or "domain.yml"),
+                                           args.folds, args.seed)
     return datasets.load_project(_path(args.train or "data/nlu"), _path(args.test or "tests/nlu/test_nlu.yml"),
                                  _path(args.domain or "domain.yml"))
 

@@ -5,7 +5,10 @@
 - nlupp: the NLU++ fold files (`fold<i>.json`), multi-label intents and slots; one run per
   train/test pair of the chosen protocol. A label set becomes one Rasa intent `a+b` (labels
   sorted), and an example without labels gets the intent `no_label`.
-- project: the assistant's own training data directory and held-out test file.
+- project: the assistant's own training data directory and held-out test file; or, with
+  `folds`, K-fold cross-validation over the training data alone (each message predicted by the
+  model trained without its fold), which gives every training message an out-of-sample
+  prediction to calibrate fallback thresholds on, without touching the held-out file.
 
 All sampling uses `random.Random(seed)`, so the same options give the same split.
 """
@@ -16,9 +19,13 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 from supportbot.benchmark.metrics import NO_LABEL
+
+if TYPE_CHECKING:
+    from rasa.shared.nlu.training_data.message import Message
+    from rasa.shared.nlu.training_data.training_data import TrainingData
 
 PROTOCOLS = ("low", "mid", "large")
 
@@ -32,10 +39,19 @@ class Example:
 
 @dataclass
 class Run:
-    """One train/test pair. `train` is examples, or a path to Rasa NLU data (project data set)."""
+    """One train/test pair. `train` is examples, a path to Rasa NLU data (project data set), or
+    Rasa `TrainingData` (a project fold: its regexes, lookups, synonyms and responses kept)."""
     name: str
-    train: Union[List[Example], Path]
+    train: Union[List[Example], Path, TrainingData]
     test: List[Example]
+
+    def train_examples(self) -> Optional[List[Example]]:
+        """The training examples, or None when `train` is a path that Rasa reads itself."""
+        if isinstance(self.train, Path):
+            return None
+        if isinstance(self.train, list):
+            return self.train
+        return [project_example(m) for m in self.train.intent_examples]
 
 
 @dataclass
@@ -169,27 +185,76 @@ def load_nlupp(folds_dir: Path, protocol: str = "mid", max_runs: Optional[int] =
     return Benchmark("nlupp", runs, info, multi_label=True)
 
 
+def project_example(message: Message) -> Example:
+    """A Rasa NLU message as a test example: `faq/<key>` scores as its intent `faq`."""
+    entities = [{k: e[k] for k in ("start", "end", "entity", "value")} for e in message.get("entities") or []]
+    return Example(message.get("text"), message.get("intent"), entities)
+
+
 def load_project(train_path: Path, test_path: Path, domain: Optional[Path]) -> Benchmark:
     from rasa.shared.nlu.training_data.loading import load_data
 
-    test = []
-    for message in load_data(str(test_path)).intent_examples:
-        entities = [{k: e[k] for k in ("start", "end", "entity", "value")}
-                    for e in message.get("entities") or []]
-        test.append(Example(message.get("text"), message.get("intent"), entities))
+    test = [project_example(message) for message in load_data(str(test_path)).intent_examples]
     info = {"train_path": str(train_path), "test_path": str(test_path),
             "domain": str(domain) if domain else None, "n_test": len(test),
             "evaluation": f"the held-out test file {test_path}"}
     return Benchmark("project", [Run("held-out", train_path, test)], info, domain=domain)
 
 
-def write_training_yaml(examples: Sequence[Example], path: Path) -> Path:
+def stratified_folds(items: Sequence, key, folds: int, rng: random.Random) -> List[List]:
+    """`folds` lists: each group of equal `key` shuffled with `rng` and dealt out in turn,
+    continuing where the previous group stopped, so fold sizes differ by at most one."""
+    groups: Dict[str, List] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    dealt: List[List] = [[] for _ in range(folds)]
+    position = 0
+    for name in sorted(groups):
+        group = list(groups[name])
+        rng.shuffle(group)
+        for item in group:
+            dealt[position % folds].append(item)
+            position += 1
+    return dealt
+
+
+def load_project_folds(train_path: Path, domain: Optional[Path], folds: int, seed: int = 42) -> Benchmark:
+    """K-fold cross-validation over the project's training data, stratified by full intent
+    (`faq/<key>` included); the held-out test file is not read."""
+    from rasa.shared.nlu.training_data.loading import load_data
+    from rasa.shared.nlu.training_data.training_data import TrainingData
+
+    if folds < 2:
+        raise ValueError("cross-validation needs at least 2 folds")
+    data = load_data(str(train_path))
+    labelled = data.intent_examples
+    others = [m for m in data.training_examples if not m.get("intent")]
+    dealt = stratified_folds(labelled, lambda m: m.get_full_intent(), folds, random.Random(seed))
+    runs = []
+    for index, held_out in enumerate(dealt):
+        held = {id(m) for m in held_out}
+        train = TrainingData(training_examples=[m for m in labelled if id(m) not in held] + others,
+                             entity_synonyms=data.entity_synonyms, regex_features=data.regex_features,
+                             lookup_tables=data.lookup_tables, responses=data.responses)
+        runs.append(Run(f"fold {index + 1} of {folds}", train, [project_example(m) for m in held_out]))
+    info = {"train_path": str(train_path), "test_path": None, "domain": str(domain) if domain else None,
+            "folds": folds, "seed": seed, "n_train": [len(r.train.intent_examples) for r in runs],
+            "n_test": [len(r.test) for r in runs],
+            "evaluation": (f"{folds}-fold cross-validation over {train_path}, stratified by intent (seed {seed}): "
+                           "each message is predicted by the model trained without its fold; the held-out "
+                           "test set is not read")}
+    return Benchmark("project", runs, info, domain=domain)
+
+
+def write_training_yaml(examples: Union[Sequence[Example], TrainingData], path: Path) -> Path:
     """Rasa YAML NLU data, written by Rasa's own writer (it escapes and annotates entities)."""
     from rasa.shared.nlu.training_data.formats.rasa_yaml import RasaYAMLWriter
     from rasa.shared.nlu.training_data.message import Message
     from rasa.shared.nlu.training_data.training_data import TrainingData
 
-    messages = [Message.build(text=e.text, intent=e.intent, entities=[dict(x) for x in e.entities] or None)
-                for e in examples]
-    path.write_text(RasaYAMLWriter().dumps(TrainingData(messages)), encoding="utf-8")
+    if not isinstance(examples, TrainingData):
+        examples = TrainingData([Message.build(text=e.text, intent=e.intent,
+                                               entities=[dict(x) for x in e.entities] or None)
+                                 for e in examples])
+    path.write_text(RasaYAMLWriter().dumps(examples), encoding="utf-8")
     return path

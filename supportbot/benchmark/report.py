@@ -160,6 +160,11 @@ def dataset_lines(result: Dict) -> List[str]:
                      f"(folds in {info['folds_dir']}); train sizes {info['n_train']}, test sizes {info['n_test']}")
         lines.append("- headline figures are means over runs; per-label tables, confusions and calibration "
                      "pool the predictions of all runs")
+    elif info.get("folds"):
+        lines.append(f"- {info['evaluation']}")
+        lines.append(f"- train sizes {info['n_train']}, test sizes {info['n_test']}; headline figures are means "
+                     "over folds; per-intent tables, confusions, calibration and thresholds pool the folds' "
+                     "out-of-sample predictions")
     else:
         lines.append(f"- evaluated on {info['evaluation']}")
         if info.get("n_train") is not None:

@@ -198,8 +198,7 @@ def score(tests: List[Example], predictions: List[Dict], multi_label: bool, enti
 def entity_types_of(benchmark: Benchmark) -> set:
     types = {e["entity"] for run in benchmark.runs for ex in run.test for e in ex.entities}
     for run in benchmark.runs:
-        if not isinstance(run.train, Path):
-            types |= {e["entity"] for ex in run.train for e in ex.entities}
+        types |= {e["entity"] for ex in run.train_examples() or [] for e in ex.entities}
     return types
 
 
@@ -210,8 +209,9 @@ def evaluate_config(tag: str, config: Path, benchmark: Benchmark, workdir: Path,
     for index, run in enumerate(benchmark.runs):
         rundir = workdir / f"{tag}-{index}"
         rundir.mkdir(parents=True, exist_ok=True)
-        data = run.train if isinstance(run.train, Path) else write_training_yaml(run.train, rundir / "train.yml")
-        n_train = f"the data in {run.train}" if isinstance(run.train, Path) else f"{len(run.train)} examples"
+        examples = run.train_examples()
+        data = run.train if examples is None else write_training_yaml(run.train, rundir / "train.yml")
+        n_train = f"the data in {run.train}" if examples is None else f"{len(examples)} examples"
         progress(f"{tag}: {run.name}: training on {n_train}, then parsing {len(run.test)} test examples")
         try:
             result = run_worker(config, data, benchmark.domain, [e.text for e in run.test], rundir)
@@ -222,7 +222,7 @@ def evaluate_config(tag: str, config: Path, benchmark: Benchmark, workdir: Path,
                  f"p95 {metrics.percentile(result['latency_ms'], 95) or 0:.1f} ms")
         scored = score(run.test, result["predictions"], benchmark.multi_label, entity_types)
         runs.append({"name": run.name, "n_test": len(run.test),
-                     "n_train": len(run.train) if not isinstance(run.train, Path) else None,
+                     "n_train": None if examples is None else len(examples),
                      "train_seconds": result["train_seconds"], "train_cpu_seconds": result["train_cpu_seconds"],
                      **scored["summary"]})
         all_tests += run.test

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from pathlib import Path
 
+import pytest
 import yaml
 
 from supportbot.benchmark import datasets
@@ -109,3 +111,93 @@ def test_prepare_config_anchors_a_relative_model_dir_where_the_benchmark_runs(tm
     assert info["changes"] == [f"Encoder: model_dir .cache/encoders/x -> {anchored}"]
     written = yaml.safe_load((tmp_path / "out.yml").read_text())["pipeline"]
     assert [c["model_dir"] for c in written] == [anchored, "/abs/y"]
+
+
+def test_stratified_folds_deal_every_group_evenly():
+    items = [(intent, i) for intent, n in (("a", 7), ("b", 5), ("c", 1)) for i in range(n)]
+    folds = datasets.stratified_folds(items, lambda item: item[0], 3, random.Random(5))
+    assert sorted(x for fold in folds for x in fold) == sorted(items)  # each item in exactly one fold
+    assert sorted(len(fold) for fold in folds) == [4, 4, 5]
+    for intent in ("a", "b"):
+        counts = [sum(1 for x in fold if x[0] == intent) for fold in folds]
+        assert max(counts) - min(counts) <= 1, (intent, counts)
+    again = datasets.stratified_folds(items, lambda item: item[0], 3, random.Random(5))
+    assert folds == again
+
+
+PROJECT_NLU = """version: "3.1"
+nlu:
+- intent: order_status
+  examples: |
+    - where is order [4817263](order_id)
+    - status of my order
+    - track my parcel
+    - has my order shipped
+- intent: faq/shipping_cost
+  examples: |
+    - how much is shipping
+    - shipping fees?
+- intent: faq/opening_hours
+  examples: |
+    - when are you open
+    - opening hours
+- synonym: premium
+  examples: |
+    - pro
+- regex: order_id
+  examples: |
+    - \\b\\d{7}\\b
+responses:
+  utter_faq/shipping_cost:
+  - text: Shipping is free over 50 USD.
+  utter_faq/opening_hours:
+  - text: We answer around the clock.
+"""
+
+
+def test_project_folds_keep_regexes_synonyms_and_responses(tmp_path):
+    from rasa.shared.nlu.training_data.loading import load_data
+
+    (tmp_path / "nlu.yml").write_text(PROJECT_NLU)
+    benchmark = datasets.load_project_folds(tmp_path / "nlu.yml", None, folds=2, seed=3)
+    assert [len(run.test) for run in benchmark.runs] == [4, 4]
+    held_out = [e.text for run in benchmark.runs for e in run.test]
+    assert sorted(held_out) == sorted(m.get("text") for m in load_data(str(tmp_path / "nlu.yml")).intent_examples)
+    for run in benchmark.runs:
+        # the retrieval intent is scored as `faq`, as `rasa test` does
+        assert {e.intent for e in run.test} <= {"order_status", "faq"}
+        assert not {e.text for e in run.train_examples()} & {e.text for e in run.test}
+        written = load_data(str(datasets.write_training_yaml(run.train, tmp_path / "fold.yml")))
+        assert len(written.intent_examples) == 4
+        assert set(written.responses) == {"utter_faq/shipping_cost", "utter_faq/opening_hours"}
+        assert written.entity_synonyms == {"pro": "premium"}
+        assert [r["name"] for r in written.regex_features] == ["order_id"]
+    entity = next(e for run in benchmark.runs for e in run.test + run.train_examples() if e.entities)
+    assert entity.entities == [{"start": 15, "end": 22, "entity": "order_id", "value": "4817263"}]
+    with pytest.raises(ValueError):
+        datasets.load_project_folds(tmp_path / "nlu.yml", None, folds=1)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "banking77", "--train", "x.csv", "--folds", "5"], "--folds is for --dataset project"),
+    (["--dataset", "project", "--folds", "5", "--test", "t.yml"], "no --test"),
+    (["--dataset", "project", "--folds", "1"], "at least 2"),
+])
+def test_bench_refuses_folds_where_they_mean_nothing(argv, message):
+    import argparse
+
+    from supportbot.benchmark.command import add_arguments, load_benchmark
+
+    with pytest.raises(SystemExit, match=message):
+        load_benchmark(add_arguments(argparse.ArgumentParser()).parse_args(argv))
+
+
+def test_report_says_how_folds_were_scored(tmp_path):
+    from supportbot.benchmark.report import dataset_lines
+
+    (tmp_path / "nlu.yml").write_text(PROJECT_NLU)
+    benchmark = datasets.load_project_folds(tmp_path / "nlu.yml", None, folds=2, seed=3)
+    lines = dataset_lines({"dataset": {"name": "project", "info": benchmark.info}, "seed": 3})
+    text = "\n".join(lines)
+    assert "2-fold cross-validation" in text and "the held-out test set is not read" in text
+    assert "train sizes [4, 4], test sizes [4, 4]" in text and "means over folds" in text
