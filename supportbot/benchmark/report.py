@@ -128,16 +128,20 @@ def threshold_lines(result: Dict) -> List[str]:
         lines += ["", "Candidate, thresholds calibrated for a misroute cost (in escalations), scored out of "
                   "sample (5-fold cross-fitting: each message is scored by thresholds fitted without it): "
                   "per-intent thresholds (`supportbot thresholds`) against the best single threshold fitted "
-                  "the same way.", "",
+                  "the same way. The last column is the per-message cost difference (per-intent minus single) "
+                  "with its 95% paired bootstrap interval: one that contains 0 cannot tell the two apart.", "",
                   "| misroute cost | per-intent escalated | per-intent misrouted | per-intent cost "
-                  "| single escalated | single misrouted | single cost |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for mine, single in zip(calibrated["per_intent"], calibrated["global"]):
+                  "| single escalated | single misrouted | single cost | difference (95% interval) |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        differences = calibrated.get("difference") or [None] * len(calibrated["per_intent"])
+        for mine, single, difference in zip(calibrated["per_intent"], calibrated["global"], differences):
             cost = mine["misroute_cost"]
+            interval = ("—" if difference is None else
+                        f"{difference['mean']:+.3f} ({difference['low']:+.3f} to {difference['high']:+.3f})")
             lines.append(f"| {cost:g} | {fmt(mine['escalation_rate'])} | {fmt(mine['misroute_rate'])} "
                          f"| {fmt(mine['escalation_rate'] + cost * mine['misroute_rate'])} "
                          f"| {fmt(single['escalation_rate'])} | {fmt(single['misroute_rate'])} "
-                         f"| {fmt(single['escalation_rate'] + cost * single['misroute_rate'])} |")
+                         f"| {fmt(single['escalation_rate'] + cost * single['misroute_rate'])} | {interval} |")
     return lines
 
 

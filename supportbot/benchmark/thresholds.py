@@ -7,6 +7,8 @@ predictions gets the t of the grid with the lowest total cost; the others keep t
 
 Thresholds fitted and scored on the same messages look better than they are, so `cross_fitted`
 scores them out of sample: calibrate on all folds but one, score that one, and pool the folds.
+Both calibrations are scored on the same messages, so `paired_difference` bootstraps their
+per-message cost difference: an interval that contains 0 means the data cannot tell them apart.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import yaml
 
 from supportbot.benchmark.metrics import THRESHOLDS
@@ -25,16 +28,21 @@ Top = Tuple[str, float]  # the top-ranked non-fallback intent and its confidence
 COSTS = (1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
 
 
+RIGHT, ESCALATED, MISROUTED = "right", "escalated", "misrouted"
+
+
+def outcome(truth: str, top: Top, thresholds: Dict[str, float], default: float) -> str:
+    name, confidence = top
+    if confidence < thresholds.get(name, default):
+        return ESCALATED
+    return MISROUTED if name != truth else RIGHT
+
+
 def outcome_counts(gold: Sequence[str], top: Sequence[Top], thresholds: Dict[str, float],
                    default: float) -> Tuple[int, int]:
     """(escalated, misrouted) messages under these thresholds."""
-    escalated = misrouted = 0
-    for truth, (name, confidence) in zip(gold, top):
-        if confidence < thresholds.get(name, default):
-            escalated += 1
-        elif name != truth:
-            misrouted += 1
-    return escalated, misrouted
+    outcomes = [outcome(truth, t, thresholds, default) for truth, t in zip(gold, top)]
+    return outcomes.count(ESCALATED), outcomes.count(MISROUTED)
 
 
 def calibrate(gold: Sequence[str], top: Sequence[Top], misroute_cost: float, default: float,
@@ -58,26 +66,66 @@ def _cost(members: List[Tuple[str, float]], name: str, threshold: float, misrout
     return escalated + misroute_cost * misrouted
 
 
+def cross_fitted_outcomes(gold: Sequence[str], top: Sequence[Top], misroute_cost: float, default: float,
+                          per_intent: bool = True, folds: int = 5, seed: int = 42,
+                          min_support: int = 5) -> List[str]:
+    """Each message's outcome under per-intent thresholds (or the best single threshold)
+    calibrated on the other folds."""
+    order = list(range(len(gold)))
+    random.Random(seed).shuffle(order)
+    outcomes = [RIGHT] * len(gold)
+    for fold in range(folds):
+        held = order[fold::folds]
+        fit = sorted(set(order) - set(held))
+        fit_gold, fit_top = [gold[i] for i in fit], [top[i] for i in fit]
+        if per_intent:
+            thresholds = calibrate(fit_gold, fit_top, misroute_cost, default, min_support=min_support)
+            fallback = default
+        else:
+            thresholds, fallback = {}, best_global(fit_gold, fit_top, misroute_cost)
+        for i in held:
+            outcomes[i] = outcome(gold[i], top[i], thresholds, fallback)
+    return outcomes
+
+
+def rates(outcomes: Sequence[str], misroute_cost: float) -> Dict[str, float]:
+    total = len(outcomes) or 1
+    return {"misroute_cost": misroute_cost, "escalation_rate": outcomes.count(ESCALATED) / total,
+            "misroute_rate": outcomes.count(MISROUTED) / total}
+
+
 def cross_fitted(gold: Sequence[str], top: Sequence[Top], misroute_cost: float, default: float,
                  per_intent: bool = True, folds: int = 5, seed: int = 42) -> Dict[str, float]:
     """Escalation and misroute rates of per-intent thresholds (or of the best single threshold),
     each message scored by thresholds calibrated without it."""
-    order = list(range(len(gold)))
-    random.Random(seed).shuffle(order)
-    escalated = misrouted = 0
-    for fold in range(folds):
-        held = set(order[fold::folds])
-        fit = [i for i in order if i not in held]
-        fit_gold, fit_top = [gold[i] for i in fit], [top[i] for i in fit]
-        if per_intent:
-            thresholds, fallback = calibrate(fit_gold, fit_top, misroute_cost, default), default
-        else:
-            thresholds, fallback = {}, best_global(fit_gold, fit_top, misroute_cost)
-        e, m = outcome_counts([gold[i] for i in held], [top[i] for i in held], thresholds, fallback)
-        escalated, misrouted = escalated + e, misrouted + m
-    total = len(gold) or 1
-    return {"misroute_cost": misroute_cost, "escalation_rate": escalated / total,
-            "misroute_rate": misrouted / total}
+    return rates(cross_fitted_outcomes(gold, top, misroute_cost, default, per_intent, folds, seed), misroute_cost)
+
+
+def costs(outcomes: Sequence[str], misroute_cost: float) -> List[float]:
+    return [{RIGHT: 0.0, ESCALATED: 1.0, MISROUTED: misroute_cost}[o] for o in outcomes]
+
+
+def paired_difference(first: Sequence[float], second: Sequence[float], seed: int = 42,
+                      resamples: int = 2000) -> Dict[str, float]:
+    """Mean per-message difference first - second, with a 95% paired bootstrap interval."""
+    differences = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
+    if not len(differences):
+        return {"mean": 0.0, "low": 0.0, "high": 0.0}
+    draws = np.random.default_rng(seed).integers(0, len(differences), (resamples, len(differences)))
+    means = differences[draws].mean(axis=1)
+    return {"mean": float(differences.mean()), "low": float(np.percentile(means, 2.5)),
+            "high": float(np.percentile(means, 97.5))}
+
+
+def compare(gold: Sequence[str], top: Sequence[Top], misroute_cost: float, default: float,
+            min_support: int = 5) -> Dict[str, Dict]:
+    """Per-intent against single threshold at one misroute cost: both cross-fitted, and the
+    per-message cost difference (per-intent minus single) with its bootstrap interval."""
+    mine = cross_fitted_outcomes(gold, top, misroute_cost, default, per_intent=True, min_support=min_support)
+    single = cross_fitted_outcomes(gold, top, misroute_cost, default, per_intent=False)
+    return {"per_intent": rates(mine, misroute_cost), "global": rates(single, misroute_cost),
+            "difference": {"misroute_cost": misroute_cost,
+                           **paired_difference(costs(mine, misroute_cost), costs(single, misroute_cost))}}
 
 
 def best_global(gold: Sequence[str], top: Sequence[Top], misroute_cost: float,
@@ -91,13 +139,13 @@ def best_global(gold: Sequence[str], top: Sequence[Top], misroute_cost: float,
 
 
 def calibrated_curve(gold: Sequence[str], top: Sequence[Top], default: float,
-                     costs: Sequence[float] = COSTS) -> Optional[Dict[str, List[Dict[str, float]]]]:
+                     misroute_costs: Sequence[float] = COSTS) -> Optional[Dict[str, List[Dict[str, float]]]]:
     """Cross-fitted (escalation, misroute) points, one per misroute cost, of per-intent thresholds
-    and of the best single threshold fitted the same way."""
+    and of the best single threshold fitted the same way, and their paired cost difference."""
     if len(gold) < 20:
         return None
-    return {kind: [cross_fitted(gold, top, cost, default, per_intent=kind == "per_intent") for cost in costs]
-            for kind in ("per_intent", "global")}
+    compared = [compare(gold, top, cost, default) for cost in misroute_costs]
+    return {kind: [c[kind] for c in compared] for kind in ("per_intent", "global", "difference")}
 
 
 def command(predictions: Path, misroute_cost: float, default: float, min_support: int) -> int:
@@ -111,13 +159,18 @@ def command(predictions: Path, misroute_cost: float, default: float, min_support
         return 2
     gold, top = [r["gold"] for r in rows], [_top_non_fallback(r) for r in rows]
     chosen = calibrate(gold, top, misroute_cost, default, min_support=min_support)
-    mine = cross_fitted(gold, top, misroute_cost, default)
-    single = cross_fitted(gold, top, misroute_cost, default, per_intent=False)
+    compared = compare(gold, top, misroute_cost, default, min_support)
     print(f"# {len(rows)} messages from {predictions}; misroute cost {misroute_cost:g} escalations.")
-    for label, rates in (("per-intent thresholds", mine), ("best single threshold", single)):
-        cost = rates["escalation_rate"] + misroute_cost * rates["misroute_rate"]
-        print(f"# {label}, cross-fitted: escalated {rates['escalation_rate']:.3f}, "
-              f"misrouted {rates['misroute_rate']:.3f}, cost {cost:.3f}")
+    for label, kind in (("per-intent thresholds", "per_intent"), ("best single threshold", "global")):
+        rate = compared[kind]
+        cost = rate["escalation_rate"] + misroute_cost * rate["misroute_rate"]
+        print(f"# {label}, cross-fitted: escalated {rate['escalation_rate']:.3f}, "
+              f"misrouted {rate['misroute_rate']:.3f}, cost {cost:.3f}")
+    difference = compared["difference"]
+    verdict = ("cannot be told apart on these messages" if difference["low"] <= 0 <= difference["high"]
+               else "per-intent is cheaper" if difference["high"] < 0 else "the single threshold is cheaper")
+    print(f"# per-intent minus single, cost per message: {difference['mean']:+.3f} (95% paired bootstrap "
+          f"interval {difference['low']:+.3f} to {difference['high']:+.3f}): {verdict}")
     print(yaml.safe_dump({"pipeline": [{
         "name": "supportbot.nlu.thresholds.PerIntentFallbackClassifier",
         "threshold": default, "ambiguity_threshold": 0.05, "intent_thresholds": chosen}]}, sort_keys=False))

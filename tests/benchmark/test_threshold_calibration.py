@@ -41,6 +41,13 @@ def test_cross_fitting_scores_every_message_once():
         assert abs(escalated - round(escalated)) < 1e-9 and abs(misrouted - round(misrouted)) < 1e-9
     curve = thresholds.calibrated_curve(gold, top, default=0.5)
     assert [p["misroute_cost"] for p in curve["per_intent"]] == list(thresholds.COSTS)
+    for mine, single, difference in zip(curve["per_intent"], curve["global"], curve["difference"]):
+        cost = mine["misroute_cost"]
+        # the difference is that of the two cross-fitted costs, and lies inside its own interval
+        expected = (mine["escalation_rate"] + cost * mine["misroute_rate"]
+                    - single["escalation_rate"] - cost * single["misroute_rate"])
+        assert abs(difference["mean"] - expected) < 1e-9
+        assert difference["low"] <= difference["mean"] <= difference["high"]
     assert thresholds.calibrated_curve(GOLD, TOP, default=0.5) is None  # too little data to fold
 
 
@@ -52,6 +59,18 @@ def test_command_prints_a_config_entry(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "supportbot.nlu.thresholds.PerIntentFallbackClassifier" in out and "intent_thresholds:" in out
     assert "per-intent thresholds, cross-fitted" in out
+    assert "per-intent minus single, cost per message" in out and "95% paired bootstrap interval" in out
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert main(["thresholds", str(empty)]) == 2
+
+
+def test_paired_difference_interval():
+    # Always one escalation (cost 1) cheaper: the difference is exactly -1 whatever the resample.
+    assert thresholds.paired_difference([0.0] * 50, [1.0] * 50) == {"mean": -1.0, "low": -1.0, "high": -1.0}
+    # Half the messages one cheaper, half one dearer: mean 0, and an interval on both sides of it.
+    mixed = thresholds.paired_difference([0.0, 2.0] * 100, [1.0, 1.0] * 100)
+    assert mixed["mean"] == 0.0 and mixed["low"] < 0.0 < mixed["high"]
+    # The same data and seed give the same interval.
+    assert thresholds.paired_difference([0.0, 2.0] * 100, [1.0, 1.0] * 100) == mixed
+    assert thresholds.paired_difference([], []) == {"mean": 0.0, "low": 0.0, "high": 0.0}
