@@ -19,7 +19,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from supportbot.benchmark.metrics import NO_LABEL
 
@@ -76,15 +76,19 @@ def read_banking77_csv(path: Path) -> List[Example]:
         return [Example(row["text"].strip(), row["category"].strip()) for row in csv.DictReader(handle)]
 
 
+def grouped(items: Sequence, key: Callable[[Any], str]) -> List[List]:
+    """The items in groups of equal `key` (new lists, original order), groups sorted by key."""
+    groups: Dict[str, List] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return [groups[name] for name in sorted(groups)]
+
+
 def stratified_split(examples: Sequence[Example], fraction: float,
                      rng: random.Random) -> Tuple[List[Example], List[Example]]:
     """(train, validation): per intent, a shuffled `fraction` (at least one) goes to validation."""
-    by_intent: Dict[str, List[Example]] = {}
-    for example in examples:
-        by_intent.setdefault(example.intent, []).append(example)
     train, validation = [], []
-    for intent in sorted(by_intent):
-        group = list(by_intent[intent])
+    for group in grouped(examples, lambda e: e.intent):
         rng.shuffle(group)
         n_val = min(max(1, round(len(group) * fraction)), len(group) - 1)
         validation.extend(group[:n_val])
@@ -94,12 +98,8 @@ def stratified_split(examples: Sequence[Example], fraction: float,
 
 def take_shots(examples: Sequence[Example], shots: int, rng: random.Random) -> List[Example]:
     """`shots` examples per intent, drawn with `rng` (all of them if an intent has fewer)."""
-    by_intent: Dict[str, List[Example]] = {}
-    for example in examples:
-        by_intent.setdefault(example.intent, []).append(example)
     chosen = []
-    for intent in sorted(by_intent):
-        group = by_intent[intent]
+    for group in grouped(examples, lambda e: e.intent):
         chosen.extend(rng.sample(group, min(shots, len(group))))
     return chosen
 
@@ -201,16 +201,12 @@ def load_project(train_path: Path, test_path: Path, domain: Optional[Path]) -> B
     return Benchmark("project", [Run("held-out", train_path, test)], info, domain=domain)
 
 
-def stratified_folds(items: Sequence, key, folds: int, rng: random.Random) -> List[List]:
+def stratified_folds(items: Sequence, key: Callable[[Any], str], folds: int, rng: random.Random) -> List[List]:
     """`folds` lists: each group of equal `key` shuffled with `rng` and dealt out in turn,
     continuing where the previous group stopped, so fold sizes differ by at most one."""
-    groups: Dict[str, List] = {}
-    for item in items:
-        groups.setdefault(key(item), []).append(item)
     dealt: List[List] = [[] for _ in range(folds)]
     position = 0
-    for name in sorted(groups):
-        group = list(groups[name])
+    for group in grouped(items, key):
         rng.shuffle(group)
         for item in group:
             dealt[position % folds].append(item)

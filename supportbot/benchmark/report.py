@@ -133,11 +133,10 @@ def threshold_lines(result: Dict) -> List[str]:
                   "| misroute cost | per-intent escalated | per-intent misrouted | per-intent cost "
                   "| single escalated | single misrouted | single cost | difference (95% interval) |",
                   "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        differences = calibrated.get("difference") or [None] * len(calibrated["per_intent"])
-        for mine, single, difference in zip(calibrated["per_intent"], calibrated["global"], differences):
+        rows = zip(calibrated["per_intent"], calibrated["global"], calibrated["difference"])
+        for mine, single, difference in rows:
             cost = mine["misroute_cost"]
-            interval = ("—" if difference is None else
-                        f"{difference['mean']:+.3f} ({difference['low']:+.3f} to {difference['high']:+.3f})")
+            interval = f"{difference['mean']:+.3f} ({difference['low']:+.3f} to {difference['high']:+.3f})"
             lines.append(f"| {cost:g} | {fmt(mine['escalation_rate'])} | {fmt(mine['misroute_rate'])} "
                          f"| {fmt(mine['escalation_rate'] + cost * mine['misroute_rate'])} "
                          f"| {fmt(single['escalation_rate'])} | {fmt(single['misroute_rate'])} "

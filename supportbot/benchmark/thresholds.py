@@ -45,25 +45,30 @@ def outcome_counts(gold: Sequence[str], top: Sequence[Top], thresholds: Dict[str
     return outcomes.count(ESCALATED), outcomes.count(MISROUTED)
 
 
+def costs(outcomes: Sequence[str], misroute_cost: float) -> List[float]:
+    """Each outcome's cost in escalations: nothing when right, 1 escalated, `misroute_cost` misrouted."""
+    return [{RIGHT: 0.0, ESCALATED: 1.0, MISROUTED: misroute_cost}[o] for o in outcomes]
+
+
+def total_cost(gold: Sequence[str], top: Sequence[Top], thresholds: Dict[str, float], default: float,
+               misroute_cost: float) -> float:
+    return sum(costs([outcome(truth, t, thresholds, default) for truth, t in zip(gold, top)], misroute_cost))
+
+
 def calibrate(gold: Sequence[str], top: Sequence[Top], misroute_cost: float, default: float,
               grid: Sequence[float] = THRESHOLDS, min_support: int = 5) -> Dict[str, float]:
     """The cheapest threshold per predicted intent with at least `min_support` predictions.
     Ties go to the threshold nearest the default, so sparse evidence moves it least."""
-    by_intent: Dict[str, List[Tuple[str, float]]] = defaultdict(list)
-    for truth, (name, confidence) in zip(gold, top):
-        by_intent[name].append((truth, confidence))
+    by_intent: Dict[str, List[int]] = defaultdict(list)
+    for index, (name, _) in enumerate(top):
+        by_intent[name].append(index)
     chosen = {}
     for name, members in sorted(by_intent.items()):
         if len(members) >= min_support:
-            costs = {t: _cost(members, name, t, misroute_cost) for t in grid}
-            chosen[name] = min(grid, key=lambda t: (costs[t], abs(t - default)))
+            member_gold, member_top = [gold[i] for i in members], [top[i] for i in members]
+            cost = {t: total_cost(member_gold, member_top, {}, t, misroute_cost) for t in grid}
+            chosen[name] = min(grid, key=lambda t: (cost[t], abs(t - default)))
     return chosen
-
-
-def _cost(members: List[Tuple[str, float]], name: str, threshold: float, misroute_cost: float) -> float:
-    escalated = sum(confidence < threshold for _, confidence in members)
-    misrouted = sum(confidence >= threshold and truth != name for truth, confidence in members)
-    return escalated + misroute_cost * misrouted
 
 
 def cross_fitted_outcomes(gold: Sequence[str], top: Sequence[Top], misroute_cost: float, default: float,
@@ -101,10 +106,6 @@ def cross_fitted(gold: Sequence[str], top: Sequence[Top], misroute_cost: float, 
     return rates(cross_fitted_outcomes(gold, top, misroute_cost, default, per_intent, folds, seed), misroute_cost)
 
 
-def costs(outcomes: Sequence[str], misroute_cost: float) -> List[float]:
-    return [{RIGHT: 0.0, ESCALATED: 1.0, MISROUTED: misroute_cost}[o] for o in outcomes]
-
-
 def paired_difference(first: Sequence[float], second: Sequence[float], seed: int = 42,
                       resamples: int = 2000) -> Dict[str, float]:
     """Mean per-message difference first - second, with a 95% paired bootstrap interval."""
@@ -131,11 +132,8 @@ def compare(gold: Sequence[str], top: Sequence[Top], misroute_cost: float, defau
 def best_global(gold: Sequence[str], top: Sequence[Top], misroute_cost: float,
                 grid: Sequence[float] = THRESHOLDS) -> float:
     """The single threshold with the lowest cost on these messages (for comparison)."""
-    def cost(threshold: float) -> float:
-        escalated, misrouted = outcome_counts(gold, top, {}, threshold)
-        return escalated + misroute_cost * misrouted
-
-    return min(grid, key=lambda t: (cost(t), t))
+    cost = {t: total_cost(gold, top, {}, t, misroute_cost) for t in grid}
+    return min(grid, key=lambda t: (cost[t], t))
 
 
 def calibrated_curve(gold: Sequence[str], top: Sequence[Top], default: float,
