@@ -18,7 +18,9 @@ one block per featurizer, each brought to unit length so that no block drowns th
 whose probability reaches `label_threshold`, again as one `a+b` intent. An intent named
 `empty_intent` means "no label"; it is predicted when no label reaches the threshold.
 
-The model is stored as plain arrays (`.npz`) and JSON: no pickle in the model archive.
+The model is stored as plain arrays (`.npz`) and JSON: no pickle in the model archive. Training
+builds one sparse matrix from every message's block entries; a parse scores its message from the
+same entries directly, which spares it the sparse-matrix assembly (about 2 ms).
 """
 from __future__ import annotations
 
@@ -62,15 +64,6 @@ def _blocks(message: Message, featurizers: Sequence[str]) -> Dict[str, Tuple[boo
             continue
         found[origin] = (feature.is_sparse(), feature.features)
     return found
-
-
-def _unit_rows(matrix):
-    """Every row scaled to Euclidean length 1 (zero rows stay zero)."""
-    if scipy.sparse.issparse(matrix):
-        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1))).ravel()
-        return scipy.sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ matrix
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.maximum(norms, 1e-12)
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -144,25 +137,51 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
     def _found(self, messages: Sequence[Message]) -> List[Dict[str, Tuple[bool, Any]]]:
         return [_blocks(m, self._config["featurizers"]) for m in messages]
 
+    def _block_entries(self, index: int,
+                       found: Dict[str, Tuple[bool, Any]]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """Block `index` of one message as (columns, values), weighted and brought to unit length
+        (times `dense_weight` for a dense block); None when the message lacks it (a zero block)."""
+        block = self._meta["blocks"][index]
+        kind, value = found.get(block["origin"], (block["sparse"], None))
+        if value is None or kind != block["sparse"] or value.shape[-1] != block["dim"]:
+            return None
+        if block["sparse"]:
+            counts = scipy.sparse.csr_matrix(value)  # repeated entries summed
+            columns, scale = counts.indices, 1.0
+            values = np.log1p(np.abs(counts.data.astype(np.float64))) * self._arrays[f"idf_{index}"][columns]
+        else:
+            values = np.asarray(value, dtype=np.float64).reshape(block["dim"])
+            columns, scale = np.arange(block["dim"]), self._config["dense_weight"]
+        return columns, values * (scale / max(float(np.linalg.norm(values)), 1e-12))
+
+    def _rows(self, per_message: Sequence[Dict[str, Tuple[bool, Any]]]):
+        """(message, columns, values) of every block present, columns in the learned layout."""
+        offsets = np.cumsum([0] + [block["dim"] for block in self._meta["blocks"]])
+        for row, found in enumerate(per_message):
+            for index in range(len(self._meta["blocks"])):
+                entries = self._block_entries(index, found)
+                if entries is not None:
+                    yield row, entries[0] + offsets[index], entries[1]
+
     def _matrix(self, per_message: Sequence[Dict[str, Tuple[bool, Any]]]):
-        """The feature matrix, one row per message's blocks, in the layout learned in training."""
-        columns = []
-        for index, block in enumerate(self._meta["blocks"]):
-            origin, sparse, dim = block["origin"], block["sparse"], block["dim"]
-            rows = []
-            for found in per_message:
-                kind, value = found.get(origin, (sparse, None))
-                if value is None or kind != sparse or value.shape[-1] != dim:
-                    value = scipy.sparse.csr_matrix((1, dim)) if sparse else np.zeros((1, dim), np.float32)
-                rows.append(value.reshape(1, dim) if not sparse else value)
-            if sparse:
-                counts = scipy.sparse.vstack(rows).tocsr().astype(np.float64)
-                counts.data = np.log1p(np.abs(counts.data))
-                columns.append(_unit_rows(counts @ scipy.sparse.diags(self._arrays[f"idf_{index}"])))
-            else:
-                dense = np.vstack(rows).astype(np.float64)
-                columns.append(scipy.sparse.csr_matrix(_unit_rows(dense) * self._config["dense_weight"]))
-        return scipy.sparse.hstack(columns).tocsr()
+        """The training feature matrix, one row per message, in the layout learned in training."""
+        width = sum(block["dim"] for block in self._meta["blocks"])
+        rows, columns, values = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+        for row, block_columns, block_values in self._rows(per_message):
+            rows.append(np.full(len(block_columns), row))
+            columns.append(block_columns)
+            values.append(block_values)
+        return scipy.sparse.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
+                                       shape=(len(per_message), width))
+
+    def _scores(self, per_message: Sequence[Dict[str, Tuple[bool, Any]]]) -> np.ndarray:
+        """W·x + b per message, from each block's entries: the same numbers as
+        `_matrix(...) @ W + b` without assembling a sparse matrix, which cost a parse about 2 ms."""
+        weights = self._arrays["W"]
+        scores = np.tile(np.asarray(self._arrays["b"], dtype=np.float64), (len(per_message), 1))
+        for row, columns, values in self._rows(per_message):
+            scores[row] += values @ weights[columns]
+        return scores
 
     def _learn_blocks(self, per_message: Sequence[Dict[str, Tuple[bool, Any]]]) -> None:
         """The block layout (origin, kind, width) and each sparse block's IDF, from training data."""
@@ -264,7 +283,7 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         """(intent, ranking) per message, as Rasa's other intent classifiers set them."""
         if not self._meta or "W" not in self._arrays:
             return [(None, []) for _ in messages]
-        scores = np.asarray(self._matrix(self._found(messages)) @ self._arrays["W"]) + self._arrays["b"]
+        scores = self._scores(self._found(messages))
         classes = self._meta["classes"]
         results = []
         if self._config["multi_label"]:

@@ -149,3 +149,22 @@ def test_no_sentence_features_is_a_clear_error(tmp_path):
 def test_bad_settings_are_refused(tmp_path, bad):
     with pytest.raises(InvalidConfigException):
         create(tmp_path, **bad)
+
+
+def test_prediction_scores_equal_the_training_matrix_times_the_weights(tmp_path):
+    # Prediction scores each message from its blocks' entries, without the sparse matrix that
+    # training builds: both must give the same numbers, also for a missing block, a block of the
+    # wrong width, an all-zero block and a count matrix with a repeated entry.
+    classifier, *_ = create(tmp_path, dense_weight=0.7)
+    classifier.train(training_data())
+    repeated = message("r", [0.2, 0.5, 0.1])
+    repeated.add_features(Features(scipy.sparse.coo_matrix(([1.0, 2.0], ([0, 0], [3, 3])), shape=(1, 6)),
+                                   FEATURE_TYPE_SENTENCE, TEXT, "words"))
+    probes = [message("a", [0.9, 0.1, 0.0], [1, 0, 3, 0, 0, 0]), message("no counts", [0.0, 1.0, 0.2]),
+              message("no vector", sparse=[0, 0, 0, 0, 2, 1]), message("zeros", [0.0, 0.0, 0.0], [0] * 6),
+              message("too wide", [1.0, 0.0, 0.0, 0.0], [0, 1, 0, 0, 0, 0]), repeated]
+    found = classifier._found(probes)
+    expected = classifier._matrix(found) @ classifier._arrays["W"] + classifier._arrays["b"]
+    np.testing.assert_allclose(classifier._scores(found), expected, rtol=1e-12, atol=1e-12)
+    assert classifier._matrix(found)[5, 3 + 3] == pytest.approx(1.0)  # words follow the 3 encoder columns
+    assert not np.allclose(expected[0], expected[1])
