@@ -138,9 +138,9 @@ def threshold_lines(result: Dict) -> List[str]:
             cost = mine["misroute_cost"]
             interval = f"{difference['mean']:+.3f} ({difference['low']:+.3f} to {difference['high']:+.3f})"
             lines.append(f"| {cost:g} | {fmt(mine['escalation_rate'])} | {fmt(mine['misroute_rate'])} "
-                         f"| {fmt(mine['escalation_rate'] + cost * mine['misroute_rate'])} "
+                         f"| {fmt(mine['cost'])} "
                          f"| {fmt(single['escalation_rate'])} | {fmt(single['misroute_rate'])} "
-                         f"| {fmt(single['escalation_rate'] + cost * single['misroute_rate'])} | {interval} |")
+                         f"| {fmt(single['cost'])} | {interval} |")
     return lines
 
 

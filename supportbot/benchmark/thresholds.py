@@ -94,9 +94,11 @@ def cross_fitted_outcomes(gold: Sequence[str], top: Sequence[Top], misroute_cost
 
 
 def rates(outcomes: Sequence[str], misroute_cost: float) -> Dict[str, float]:
+    """Escalation and misroute rates, and the mean cost per message in escalations."""
     total = len(outcomes) or 1
     return {"misroute_cost": misroute_cost, "escalation_rate": outcomes.count(ESCALATED) / total,
-            "misroute_rate": outcomes.count(MISROUTED) / total}
+            "misroute_rate": outcomes.count(MISROUTED) / total,
+            "cost": sum(costs(outcomes, misroute_cost)) / total}
 
 
 def cross_fitted(gold: Sequence[str], top: Sequence[Top], misroute_cost: float, default: float,
@@ -161,9 +163,8 @@ def command(predictions: Path, misroute_cost: float, default: float, min_support
     print(f"# {len(rows)} messages from {predictions}; misroute cost {misroute_cost:g} escalations.")
     for label, kind in (("per-intent thresholds", "per_intent"), ("best single threshold", "global")):
         rate = compared[kind]
-        cost = rate["escalation_rate"] + misroute_cost * rate["misroute_rate"]
         print(f"# {label}, cross-fitted: escalated {rate['escalation_rate']:.3f}, "
-              f"misrouted {rate['misroute_rate']:.3f}, cost {cost:.3f}")
+              f"misrouted {rate['misroute_rate']:.3f}, cost {rate['cost']:.3f}")
     difference = compared["difference"]
     verdict = ("cannot be told apart on these messages" if difference["low"] <= 0 <= difference["high"]
                else "per-intent is cheaper" if difference["high"] < 0 else "the single threshold is cheaper")

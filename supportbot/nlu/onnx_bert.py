@@ -5,8 +5,9 @@ TensorFlow `transformers` loads: no converter, no file to cache or keep in step 
 It uses ONNX Runtime's fused CPU kernels for BERT (`com.microsoft` Attention,
 SkipLayerNormalization and BiasGelu), which compute what `TFBertModel` computes; the hidden states
 agree with TensorFlow's to about 1e-5 (tests/unit/test_encoder.py checks it on every run). On the
-515 held-out messages, one at a time as the server parses them, the forward pass took about 3.5 ms
-(p50) where the traced TensorFlow graph took about 13 ms (docs/nlu-pipeline.md, "Parse latency").
+515 held-out messages, one at a time as the server parses them, tokenizing and the forward pass
+took 3.7-4.4 ms (p50) where the traced TensorFlow graph took 12.3-15.3 ms (docs/nlu-pipeline.md,
+"Parse latency").
 
 Only BERT-architecture models with absolute positions and GELU qualify (`unsupported_reason`);
 others, such as MPNet, stay on TensorFlow.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 
@@ -137,15 +138,15 @@ def onnx_hidden_states(model_dir: Path) -> Callable[[np.ndarray, np.ndarray], np
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
-    # No busy-waiting between parses: the threads would take the cores spaCy and DIET need next.
+    # No busy-waiting between parses: spinning threads would compete with spaCy and DIET for the
+    # cores, and letting them spin measured no faster.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(
         build_graph(model_dir).SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
 
     def hidden_states(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        feeds: Dict[str, np.ndarray] = {"input_ids": input_ids.astype(np.int32),
-                                        "attention_mask": attention_mask.astype(np.int32)}
-        return session.run(["last_hidden_state"], feeds)[0]
+        # int32, as _Encoder.encode passes them to either runtime.
+        return session.run(["last_hidden_state"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
 
     return hidden_states
