@@ -5,7 +5,8 @@ or spaCy can't find from their shape alone (plan names in context, amounts and d
 Two things differ from a DIETClassifier with `intent_classification: false`:
 - training data without a single entity annotation (BANKING77, say) trains nothing, instead of
   running every epoch to learn that every token is "no entity";
-- untrained, it leaves a message's entities as they are instead of setting them to [].
+- untrained, it leaves a message's entities as they are instead of setting them to [];
+- a prediction skips two of Rasa's Python overheads (supportbot/nlu/diet_predict.py).
 """
 from __future__ import annotations
 
@@ -19,14 +20,17 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 from rasa.utils.tensorflow.constants import ENTITY_RECOGNITION, INTENT_CLASSIFICATION
 
+from supportbot.nlu.diet_predict import FAST_PREDICTION, FastDIETPrediction
+
 logger = logging.getLogger(__name__)
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR], is_trainable=True)
-class DIETEntityExtractor(DIETClassifier):
+class DIETEntityExtractor(FastDIETPrediction, DIETClassifier):
     @staticmethod
     def get_default_config() -> Dict[str, Any]:
-        return {**DIETClassifier.get_default_config(), INTENT_CLASSIFICATION: False, ENTITY_RECOGNITION: True}
+        return {**DIETClassifier.get_default_config(), INTENT_CLASSIFICATION: False, ENTITY_RECOGNITION: True,
+                FAST_PREDICTION: True}
 
     def train(self, training_data: TrainingData) -> Resource:
         if not training_data.entity_examples:

@@ -6,22 +6,29 @@ every message, a few milliseconds per parse spent on answers nobody reads. This 
 on messages whose intent, as the intent classifier left it, is its `retrieval_intent`; the
 others get no `response_selector` entry for it. Training, settings and output are Rasa's.
 Without a `retrieval_intent` it behaves exactly like Rasa's (it then serves every intent).
+A prediction skips two of Rasa's Python overheads (supportbot/nlu/diet_predict.py).
 """
 from __future__ import annotations
 
-from typing import List
+from typing import Any, Dict, List
 
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.nlu.selectors.response_selector import ResponseSelector
 from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY
 from rasa.shared.nlu.training_data.message import Message
 
+from supportbot.nlu.diet_predict import FAST_PREDICTION, FastDIETPrediction
+
 
 @DefaultV1Recipe.register(
     [DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=True
 )
-class FAQResponseSelector(ResponseSelector):
+class FAQResponseSelector(FastDIETPrediction, ResponseSelector):
     """ResponseSelector that answers only messages classified as its retrieval intent."""
+
+    @staticmethod
+    def get_default_config() -> Dict[str, Any]:
+        return {**ResponseSelector.get_default_config(), FAST_PREDICTION: True}
 
     def process(self, messages: List[Message]) -> List[Message]:
         if not self.retrieval_intent:

@@ -10,6 +10,7 @@ from rasa.shared.nlu.constants import INTENT, INTENT_RESPONSE_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from supportbot.nlu.diet_predict import FAST_PREDICTION, _FlatCall
 from supportbot.nlu.faq_selector import FAQResponseSelector
 
 FAQ = {"faq/opening_hours": ["when are you open", "what are your opening hours", "are you open on sunday"],
@@ -39,6 +40,7 @@ def trained_selector(tmp_path, retrieval_intent):
         message = Message(data={TEXT: text, INTENT: {"name": intent, "confidence": 0.9}})
         return selector.process(featurizer.process(tokenizer.process([message])))[0]
 
+    parse.selector = selector
     return parse
 
 
@@ -58,3 +60,16 @@ def test_without_a_retrieval_intent_every_message_is_answered(tmp_path):
     parse = trained_selector(tmp_path, None)
     assert parse("what does delivery cost", "greet").get("response_selector")["default"]["response"][
         "intent_response_key"] == "faq/shipping_cost"
+
+
+def test_answers_are_rasas_with_the_faster_prediction(tmp_path):
+    parse = trained_selector(tmp_path, "faq")
+    texts = ["are you open on sunday", "is shipping free", "shipping on sunday?", "Öffnungszeiten ⏰"]
+    parse.selector.component_config[FAST_PREDICTION] = False
+    rasas = [parse(text, "faq").get("response_selector") for text in texts]
+    parse.selector.component_config[FAST_PREDICTION] = True
+    ours = [parse(text, "faq").get("response_selector") for text in texts]
+    assert isinstance(parse.selector.model._tf_predict_step, _FlatCall)
+    assert ours == rasas
+    assert rasas[0]["faq"]["response"]["intent_response_key"] == "faq/opening_hours"
+
