@@ -6,8 +6,8 @@ entities (lower case spoils NER), so it runs the whole pipeline a second time on
 text. NER thus ran twice per message, once for nothing, and tagger and lemmatizer ran twice.
 
 - `SpacyNLPWithoutNER`: Rasa's SpacyNLP with the model's `ner` pipe disabled, so its docs get
-  tokens, lemmas, part-of-speech tags and context vectors exactly as before (NER sets none of
-  them) without the NER pass.
+  tokens, lemmas, part-of-speech tags and tensors exactly as before (NER sets none of them)
+  without the NER pass; or, with its `analysis` option, only tokens and looked-up lemmas.
 - `SpacyNEREntityExtractor`: Rasa's SpacyEntityExtractor running only `ner` (and a tok2vec it
   listens to, if any: en_core_web_sm's NER has its own) on the original text. Same entities, same
   `dimensions` option. It takes its model from `SpacyNLPWithoutNER`.
@@ -17,15 +17,19 @@ With en_core_web_sm 3.6 this saves about 2 ms per message in SpacyNLP and 2 in t
 """
 from __future__ import annotations
 
-from typing import Any, List, Tuple, Type
+from typing import Any, Dict, List, Tuple, Type
 
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.nlu.extractors.spacy_entity_extractor import SpacyEntityExtractor
 from rasa.nlu.utils.spacy_utils import SpacyModel, SpacyNLP
+from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.constants import ENTITIES, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
 NER = "ner"
+ANALYSIS = "analysis"
+ANALYSES = ("model", "lookup_lemmas", "tokens")
+LOOKUP_LEMMATIZER = "lookup_lemmatizer"
 
 
 def ner_pipes(nlp) -> List[Tuple[str, Any]]:
@@ -46,7 +50,42 @@ def ner_pipes(nlp) -> List[Tuple[str, Any]]:
     model_from="SpacyNLPWithoutNER",  # as SpacyNLP: its own `process` takes the model it loaded
 )
 class SpacyNLPWithoutNER(SpacyNLP):
-    """Rasa's SpacyNLP whose docs skip NER, for a pipeline whose NER runs in SpacyNEREntityExtractor."""
+    """Rasa's SpacyNLP whose docs skip NER, for a pipeline whose NER runs in SpacyNEREntityExtractor.
+
+    `analysis` says what else its docs get:
+    - `model` (default): every other pipe of the spaCy model but the parser, as Rasa's SpacyNLP
+      runs them (en_core_web_sm: tok2vec, tagger, attribute ruler, rule lemmatizer);
+    - `lookup_lemmas`: the tokens, and lemmas from spaCy's English lookup table (the PyPI package
+      `spacy-lookups-data`), one dictionary look-up per token instead of a neural tagger: no
+      part-of-speech tags, no tensors;
+    - `tokens`: the tokens alone.
+    Tokens are the same in all three; a pipeline chooses by what its tokenizer and featurizers
+    read (docs/nlu-pipeline.md, "spaCy: one pass for tokens and lemmas")."""
+
+    @staticmethod
+    def get_default_config() -> Dict[str, Any]:
+        return {**SpacyNLP.get_default_config(), ANALYSIS: "model"}
+
+    @classmethod
+    def create(cls, config: Dict[str, Any], model_storage, resource, execution_context) -> SpacyNLP:
+        analysis = {**cls.get_default_config(), **config}[ANALYSIS]
+        if analysis not in ANALYSES:
+            raise InvalidConfigException(f"{cls.__name__}: '{ANALYSIS}' must be one of {', '.join(ANALYSES)}, "
+                                         f"not {analysis!r}.")
+        component = super().create(config, model_storage, resource, execution_context)
+        if analysis != "model":
+            nlp = component.provide().model
+            for name in nlp.pipe_names:
+                nlp.disable_pipe(name)
+            if analysis == "lookup_lemmas":
+                lemmatizer = nlp.add_pipe("lemmatizer", name=LOOKUP_LEMMATIZER, config={"mode": "lookup"})
+                try:
+                    lemmatizer.initialize()
+                except ValueError as error:  # spaCy's "tables missing" error
+                    raise InvalidConfigException(
+                        f"{cls.__name__}: 'analysis: lookup_lemmas' needs spaCy's lookup tables, from the "
+                        f"PyPI package spacy-lookups-data (installed by `make install`): {error}") from error
+        return component
 
     @staticmethod
     def load_model(spacy_model_name: str) -> SpacyModel:

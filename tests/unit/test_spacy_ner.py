@@ -5,6 +5,7 @@ from rasa.engine import validation
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.nlu.extractors.spacy_entity_extractor import SpacyEntityExtractor
 from rasa.nlu.utils.spacy_utils import SpacyModel, SpacyNLP
+from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.constants import ENTITIES, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
@@ -49,7 +50,7 @@ def test_same_entities_as_rasas_extractor(rasas_nlp, our_nlp, dimensions):
 
 
 def test_docs_are_rasas_without_the_entities(rasas_nlp, our_nlp):
-    """Tokens, lemmas, tags and context vectors (all the tokenizer and featurizer read) are
+    """Tokens, lemmas, tags and tensors (all that the tokenizer and featurizers can read) are
     unchanged; only NER's entities are gone."""
     messages = {nlp: [Message(data={TEXT: text}) for text in TEXTS] for nlp in (rasas_nlp, our_nlp)}
     for nlp, batch in messages.items():
@@ -62,6 +63,39 @@ def test_docs_are_rasas_without_the_entities(rasas_nlp, our_nlp):
     assert any(m.get("text_spacy_doc").ents for m in messages[rasas_nlp])
     assert "ner" in rasas_nlp.provide().model.pipe_names
     assert "ner" not in our_nlp.provide().model.pipe_names
+
+
+@pytest.mark.parametrize("analysis", ["tokens", "lookup_lemmas"])
+def test_lighter_analyses_give_the_same_tokens_and_entities(our_nlp, analysis):
+    light = SpacyNLPWithoutNER.create({**CONFIG, "analysis": analysis}, None, None, None)
+    assert light.provide().model.pipe_names == ([] if analysis == "tokens" else ["lookup_lemmatizer"])
+    lemmas = []
+    for text in TEXTS + ["", "x " * 300, "I was charged twice for my orders"]:
+        docs = []
+        for nlp in (our_nlp, light):
+            message = Message(data={TEXT: text})
+            nlp.process([message], nlp.provide())
+            docs.append(message.get("text_spacy_doc"))
+        if not text:
+            assert docs == [None, None]
+            continue
+        assert [(t.text, t.idx) for t in docs[0]] == [(t.text, t.idx) for t in docs[1]]
+        assert all(t.tag_ == "" and t.pos_ == "" for t in docs[1])
+        lemmas.append([t.lemma_ for t in docs[1]])
+    if analysis == "tokens":
+        assert all(lemma == "" for sentence in lemmas for lemma in sentence)
+    else:  # looked up, lower-cased text: the model's lemmas for these words
+        assert lemmas[-1] == ["i", "be", "charge", "twice", "for", "my", "order"]
+    # the extractor still runs NER from the same (shared) model, with the same entities
+    extractor = SpacyNEREntityExtractor({"dimensions": None})
+    found = [entities_of(extractor, light.provide(), text) for text in TEXTS]
+    assert found == [entities_of(extractor, our_nlp.provide(), text) for text in TEXTS]
+    assert (7, 20, "MONEY", "49.99 dollars") in found[0]
+
+
+def test_a_bad_analysis_is_refused():
+    with pytest.raises(InvalidConfigException, match="'analysis' must be one of model, lookup_lemmas, tokens"):
+        SpacyNLPWithoutNER.create({**CONFIG, "analysis": "all"}, None, None, None)
 
 
 def test_only_ner_runs_and_the_extractor_is_named(our_nlp):
