@@ -1,5 +1,5 @@
-"""FastDIETPrediction: the same features and the same predictions as Rasa's DIET path
-(FAQResponseSelector's: tests/unit/test_faq_selector.py)."""
+"""FastDIETPrediction: the same features as Rasa's DIET path (the same predictions:
+tests/unit/test_entity_diet.py and tests/unit/test_faq_selector.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,16 +8,12 @@ import scipy.sparse
 from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.engine.storage.local_model_storage import LocalModelStorage
 from rasa.engine.storage.resource import Resource
-from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import CountVectorsFeaturizer
-from rasa.nlu.featurizers.sparse_featurizer.lexical_syntactic_featurizer import LexicalSyntacticFeaturizer
-from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
 from rasa.shared.exceptions import InvalidConfigException
-from rasa.shared.nlu.constants import ENTITIES, INTENT, TEXT
+from rasa.shared.nlu.constants import INTENT, TEXT
 from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
-from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from supportbot.nlu.diet_predict import FAST_PREDICTION, _FlatCall, _PredictionMessage, combined_matrix
+from supportbot.nlu.diet_predict import FAST_PREDICTION, _PredictionMessage, combined_matrix
 from supportbot.nlu.entity_diet import DIETEntityExtractor
 
 
@@ -71,64 +67,6 @@ def test_features_that_cannot_be_combined_are_refused():
         combined_matrix([sparse(2, 3, 1), sparse(3, 3, 2)])
     with pytest.raises(ValueError, match="sparse and dense"):
         combined_matrix([sparse(2, 3, 1), np.ones((2, 3))])
-
-
-def trained_extractor(tmp_path):
-    storage = LocalModelStorage(tmp_path)
-    context = ExecutionContext(GraphSchema({}), node_name="x")
-    tokenizer = WhitespaceTokenizer(WhitespaceTokenizer.get_default_config())
-    words = CountVectorsFeaturizer.create(CountVectorsFeaturizer.get_default_config(), storage,
-                                          Resource("words"), context)
-    chars = CountVectorsFeaturizer.create({**CountVectorsFeaturizer.get_default_config(), "analyzer": "char_wb",
-                                           "min_ngram": 2, "max_ngram": 3}, storage, Resource("chars"), context)
-    lexical = LexicalSyntacticFeaturizer.create(LexicalSyntacticFeaturizer.get_default_config(), storage,
-                                                Resource("lexical"), context)
-    diet = DIETEntityExtractor.create({**DIETEntityExtractor.get_default_config(), "epochs": 10,
-                                       "random_seed": 1}, storage, Resource("diet"), context)
-    featurizers = [words, chars, lexical]
-    messages = []
-    for text, plan in [("switch me to premium", "premium"), ("switch me to basic", "basic"),
-                       ("I want the plus plan", "plus"), ("move to premium now", "premium"),
-                       ("basic is enough", "basic"), ("upgrade to plus", "plus")]:
-        start = text.index(plan)
-        messages.append(Message(data={TEXT: text, INTENT: "change_plan", ENTITIES: [
-            {"entity": "plan", "start": start, "end": start + len(plan), "value": plan}]}))
-    data = TrainingData(messages)
-    tokenizer.process_training_data(data)
-    for featurizer in featurizers:
-        featurizer.train(data)
-        featurizer.process_training_data(data)
-    diet.train(data)
-
-    def featurized(text):
-        message = tokenizer.process([Message(data={TEXT: text})])
-        for featurizer in featurizers:
-            message = featurizer.process(message)
-        return message[0]
-
-    return diet, featurized
-
-
-def test_predictions_are_rasas_to_the_last_bit(tmp_path):
-    diet, featurized = trained_extractor(tmp_path)
-    texts = ["switch me to plus", "premium please", "Über 🎉 premium!", "x " * 60, "basic"]
-    diet.component_config[FAST_PREDICTION] = False
-    rasas = [diet._predict(featurized(text)) for text in texts]
-    rasa_call = diet.model._tf_predict_step
-    assert not isinstance(rasa_call, _FlatCall)  # `fast_prediction: false` is Rasa's path
-    diet.component_config[FAST_PREDICTION] = True
-    ours = [diet._predict(featurized(text)) for text in texts]
-    # after its first prediction the extractor calls the graph Rasa traced, directly
-    assert isinstance(diet.model._tf_predict_step, _FlatCall)
-    assert diet.model._tf_predict_step.concrete is rasa_call.get_concrete_function()
-    for rasa_out, our_out in zip(rasas, ours):
-        assert set(rasa_out) == set(our_out) >= {"e_entity_ids", "e_entity_scores"}
-        for key in ("e_entity_ids", "e_entity_scores"):
-            np.testing.assert_array_equal(our_out[key], rasa_out[key])
-        for key, value in rasa_out["diagnostic_data"].items():
-            np.testing.assert_array_equal(our_out["diagnostic_data"][key], value)
-    parsed = diet.process([featurized("switch me to plus")])[0]
-    assert [(e["entity"], e["value"]) for e in parsed.get(ENTITIES)] == [("plan", "plus")]
 
 
 def test_a_bad_setting_is_refused(tmp_path):
