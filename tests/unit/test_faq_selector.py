@@ -72,4 +72,3 @@ def test_answers_are_rasas_with_the_faster_prediction(tmp_path):
     assert isinstance(parse.selector.model._tf_predict_step, _FlatCall)
     assert ours == rasas
     assert rasas[0]["faq"]["response"]["intent_response_key"] == "faq/opening_hours"
-
