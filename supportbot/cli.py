@@ -161,9 +161,9 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def thresholds(args: argparse.Namespace) -> int:
-    from supportbot.benchmark import thresholds
+    from supportbot.benchmark import calibration
 
-    return thresholds.command(args.predictions, args.misroute_cost, args.default, args.min_support)
+    return calibration.command(args.predictions, args.misroute_cost, args.default, args.min_support)
 
 
 def parser() -> argparse.ArgumentParser:

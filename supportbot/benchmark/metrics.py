@@ -164,3 +164,12 @@ def ratio(value: Optional[float], baseline: Optional[float]) -> Optional[float]:
     if value is None or baseline is None or baseline == 0:
         return None
     return value / baseline
+
+
+def top_non_fallback(prediction: Dict) -> Tuple[str, float]:
+    """The likeliest intent that is not the fallback, with its confidence, from a prediction's
+    ranking (the fallback classifier puts itself first when it fires)."""
+    for name, confidence in prediction.get("ranking") or []:
+        if name != FALLBACK:
+            return name, confidence
+    return FALLBACK, 0.0

@@ -20,7 +20,7 @@ import requests
 import yaml
 
 from supportbot import processes
-from supportbot.benchmark import metrics, thresholds
+from supportbot.benchmark import calibration, metrics
 from supportbot.benchmark.datasets import Benchmark, Example, write_training_yaml
 
 BASELINE_CONFIG = Path(__file__).with_name("baseline_config.yml")
@@ -152,13 +152,6 @@ def http_latencies(models: Dict[str, str], texts: List[str], n_requests: int, wo
     return results
 
 
-def _top_non_fallback(prediction: Dict) -> Tuple[str, float]:
-    for name, confidence in prediction.get("ranking") or []:
-        if name != metrics.FALLBACK:
-            return name, confidence
-    return metrics.FALLBACK, 0.0
-
-
 def _spans(entities: List[Dict], types: set) -> set:
     return {(e["start"], e["end"], e["entity"]) for e in entities if e.get("entity") in types}
 
@@ -167,7 +160,7 @@ def score(tests: List[Example], predictions: List[Dict], multi_label: bool, enti
     """Every quality figure for one list of test examples and their predictions."""
     gold = [e.intent for e in tests]
     final = [p.get("intent") or metrics.FALLBACK for p in predictions]
-    top = [_top_non_fallback(p) for p in predictions]
+    top = [metrics.top_non_fallback(p) for p in predictions]
     top_labels = [name for name, _ in top]
     gold_sets = [metrics.split_labels(g) for g in gold]
     has_entities = bool(entity_types)
@@ -231,8 +224,8 @@ def evaluate_config(tag: str, config: Path, benchmark: Benchmark, workdir: Path,
         write_predictions(out / f"predictions-{tag}.jsonl", run.name, run.test, result["predictions"])
     pooled = score(all_tests, all_predictions, benchmark.multi_label, entity_types)
     if not benchmark.multi_label:
-        top = [_top_non_fallback(p) for p in all_predictions]
-        pooled["calibrated_thresholds"] = thresholds.calibrated_curve(
+        top = [metrics.top_non_fallback(p) for p in all_predictions]
+        pooled["calibrated_thresholds"] = calibration.calibrated_curve(
             [e.intent for e in all_tests], top, fallback_threshold(config))
     return {"runs": runs, "pooled": pooled, "workers": workers}
 

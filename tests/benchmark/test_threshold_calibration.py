@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from supportbot.benchmark import thresholds
+from supportbot.benchmark import calibration
 from supportbot.cli import main
 
 GRID = [0.0, 0.5, 0.9]
@@ -14,33 +14,34 @@ TOP = [("a", 0.95), ("a", 0.6), ("a", 0.6), ("a", 0.55), ("b", 0.3), ("b", 0.45)
 
 def test_calibrate_picks_the_cheapest_threshold_per_intent():
     # a at 0.0: 2 misroutes; at 0.5: same; at 0.9: 3 escalated (one of them right), 0 misroutes.
-    assert thresholds.calibrate(GOLD, TOP, misroute_cost=2.0, default=0.5, grid=GRID, min_support=3) == {
+    assert calibration.calibrate(GOLD, TOP, misroute_cost=2.0, default=0.5, grid=GRID, min_support=3) == {
         "a": 0.9,  # cost 3 against 4 at 0.0 and 0.5
         "b": 0.0,  # never wrong: escalating any of it only costs
     }
     # With misroutes as cheap as escalations, 3 escalations cost more than 2 misroutes: a's threshold
     # drops to the tie between 0.0 and 0.5, broken towards the default.
-    assert thresholds.calibrate(GOLD, TOP, misroute_cost=1.0, default=0.5, grid=GRID, min_support=3)["a"] == 0.5
+    assert calibration.calibrate(GOLD, TOP, misroute_cost=1.0, default=0.5, grid=GRID, min_support=3)["a"] == 0.5
 
 
 def test_intents_with_too_few_predictions_keep_the_default():
-    assert thresholds.calibrate(GOLD, TOP, 2.0, default=0.5, grid=GRID, min_support=4) == {"a": 0.9}
+    assert calibration.calibrate(GOLD, TOP, 2.0, default=0.5, grid=GRID, min_support=4) == {"a": 0.9}
 
 
 def test_outcome_counts():
-    assert thresholds.outcome_counts(GOLD, TOP, {"a": 0.9}, default=0.5) == (3 + 2, 0)  # b's 0.3 and 0.45 escalate
-    assert thresholds.outcome_counts(GOLD, TOP, {}, default=0.0) == (0, 2)
+    # b's 0.3 and 0.45 escalate
+    assert calibration.outcome_counts(GOLD, TOP, {"a": 0.9}, default=0.5) == (3 + 2, 0)
+    assert calibration.outcome_counts(GOLD, TOP, {}, default=0.0) == (0, 2)
 
 
 def test_cross_fitting_scores_every_message_once():
     gold, top = GOLD * 4, TOP * 4
     for per_intent in (True, False):
-        rates = thresholds.cross_fitted(gold, top, 2.0, default=0.5, per_intent=per_intent)
+        rates = calibration.cross_fitted(gold, top, 2.0, default=0.5, per_intent=per_intent)
         assert 0.0 <= rates["escalation_rate"] <= 1.0 and 0.0 <= rates["misroute_rate"] <= 1.0
         escalated, misrouted = rates["escalation_rate"] * len(gold), rates["misroute_rate"] * len(gold)
         assert abs(escalated - round(escalated)) < 1e-9 and abs(misrouted - round(misrouted)) < 1e-9
-    curve = thresholds.calibrated_curve(gold, top, default=0.5)
-    assert [p["misroute_cost"] for p in curve["per_intent"]] == list(thresholds.COSTS)
+    curve = calibration.calibrated_curve(gold, top, default=0.5)
+    assert [p["misroute_cost"] for p in curve["per_intent"]] == list(calibration.COSTS)
     for mine, single, difference in zip(curve["per_intent"], curve["global"], curve["difference"]):
         cost = mine["misroute_cost"]
         # the difference is that of the two cross-fitted costs, and lies inside its own interval
@@ -48,7 +49,7 @@ def test_cross_fitting_scores_every_message_once():
                     - single["escalation_rate"] - cost * single["misroute_rate"])
         assert abs(difference["mean"] - expected) < 1e-9
         assert difference["low"] <= difference["mean"] <= difference["high"]
-    assert thresholds.calibrated_curve(GOLD, TOP, default=0.5) is None  # too little data to fold
+    assert calibration.calibrated_curve(GOLD, TOP, default=0.5) is None  # too little data to fold
 
 
 def test_command_prints_a_config_entry(tmp_path, capsys):
@@ -67,10 +68,10 @@ def test_command_prints_a_config_entry(tmp_path, capsys):
 
 def test_paired_difference_interval():
     # Always one escalation (cost 1) cheaper: the difference is exactly -1 whatever the resample.
-    assert thresholds.paired_difference([0.0] * 50, [1.0] * 50) == {"mean": -1.0, "low": -1.0, "high": -1.0}
+    assert calibration.paired_difference([0.0] * 50, [1.0] * 50) == {"mean": -1.0, "low": -1.0, "high": -1.0}
     # Half the messages one cheaper, half one dearer: mean 0, and an interval on both sides of it.
-    mixed = thresholds.paired_difference([0.0, 2.0] * 100, [1.0, 1.0] * 100)
+    mixed = calibration.paired_difference([0.0, 2.0] * 100, [1.0, 1.0] * 100)
     assert mixed["mean"] == 0.0 and mixed["low"] < 0.0 < mixed["high"]
     # The same data and seed give the same interval.
-    assert thresholds.paired_difference([0.0, 2.0] * 100, [1.0, 1.0] * 100) == mixed
-    assert thresholds.paired_difference([], []) == {"mean": 0.0, "low": 0.0, "high": 0.0}
+    assert calibration.paired_difference([0.0, 2.0] * 100, [1.0, 1.0] * 100) == mixed
+    assert calibration.paired_difference([], []) == {"mean": 0.0, "low": 0.0, "high": 0.0}

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-from supportbot.benchmark.metrics import THRESHOLDS
+from supportbot.benchmark.metrics import THRESHOLDS, top_non_fallback
 
 Top = Tuple[str, float]  # the top-ranked non-fallback intent and its confidence
 COSTS = (1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
@@ -151,13 +151,11 @@ def calibrated_curve(gold: Sequence[str], top: Sequence[Top], default: float,
 def command(predictions: Path, misroute_cost: float, default: float, min_support: int) -> int:
     """`supportbot thresholds`: per-intent thresholds from a benchmark's predictions file, printed as
     the config.yml entry, with their cross-fitted rates next to the best single threshold's."""
-    from supportbot.benchmark.runner import _top_non_fallback
-
     rows = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not rows:
         print(f"No predictions in {predictions}.", file=sys.stderr)
         return 2
-    gold, top = [r["gold"] for r in rows], [_top_non_fallback(r) for r in rows]
+    gold, top = [r["gold"] for r in rows], [top_non_fallback(r) for r in rows]
     chosen = calibrate(gold, top, misroute_cost, default, min_support=min_support)
     compared = compare(gold, top, misroute_cost, default, min_support)
     print(f"# {len(rows)} messages from {predictions}; misroute cost {misroute_cost:g} escalations.")
