@@ -39,7 +39,7 @@ class NotFound(BackendError):
 
 
 class Forbidden(BackendError):
-    """401/403: the caller may not do this."""
+    """403: the caller may not do this."""
 
     default_code = "forbidden"
 
@@ -54,3 +54,36 @@ class InvalidRequest(BackendError):
     """400/422 and other 4xx: the service refused the request; `code` says why."""
 
     default_code = "invalid_request"
+
+
+class Unauthorized(BackendUnavailable):
+    """401: the service did not accept this client's credentials (missing or wrong API key).
+
+    A deployment fault, not the customer's: to them the backend is simply unavailable, so it
+    is a BackendUnavailable (never retried, since the same key would fail again)."""
+
+    default_code = "unauthorized"
+
+
+class NeedsReview(BackendError):
+    """403 needs_review: allowed by policy, but above what this client may do on its own (the
+    assistant's refund and dispute auto-limits); a person with an agent key has to decide."""
+
+    default_code = "needs_review"
+
+
+class RateLimited(BackendError):
+    """429 too_many_attempts: too many failed attempts; `retry_after` says how many seconds
+    to wait (None when the service did not say). Never retried automatically."""
+
+    default_code = "too_many_attempts"
+
+    def __init__(
+        self,
+        message: str = "",
+        code: Optional[str] = None,
+        status: Optional[int] = None,
+        retry_after: Optional[int] = None,
+    ) -> None:
+        super().__init__(message, code, status)
+        self.retry_after = retry_after

@@ -1,7 +1,8 @@
 """Command line: `python -m supportbot.billing [--host H] [--port P] [--db URL] [--reset]`.
 
 Creates the tables, seeds the demo data when the database is empty (or after `--reset`, which
-drops everything first), then serves the API.
+drops everything first), then serves the API. Refuses to start without env BILLING_API_KEYS
+(docs/billing-service.md#authentication).
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from typing import List, Optional
 
+from supportbot.billing.auth import ApiKeys, ConfigError
+from supportbot.billing.limits import Limits
 from supportbot.billing.models import make_engine
 from supportbot.billing.seed import prepare_database
 from supportbot.billing.service import create_app
@@ -35,14 +39,20 @@ def main(argv: Optional[List[str]] = None) -> None:
     # Sanic configures its own loggers; ours only needs to say what happened to the data.
     logger.addHandler(logging.StreamHandler())
     logger.setLevel(logging.INFO)
+    try:  # before touching the database: a misconfigured service changes nothing
+        api_keys, limits = ApiKeys.from_env(), Limits.from_env()
+    except ConfigError as exc:
+        sys.exit(f"billing service not started: {exc}")
     engine = make_engine(args.db)
     try:
         seeded = prepare_database(engine, reset=args.reset)
     finally:
         engine.dispose()
-    logger.info("database ready (%s); serving on http://%s:%s",
-                "seeded with demo data" if seeded else "existing data", args.host, args.port)
-    create_app(args.db).run(host=args.host, port=args.port, access_log=False, motd=False)
+    logger.info("database ready (%s); serving on http://%s:%s for %r",
+                "seeded with demo data" if seeded else "existing data", args.host, args.port,
+                api_keys)
+    app = create_app(args.db, api_keys=api_keys, limits=limits)
+    app.run(host=args.host, port=args.port, access_log=False, motd=False)
 
 
 if __name__ == "__main__":

@@ -350,6 +350,19 @@ class Outbox(Base):
     created_at = Column(DateTime, nullable=False)
 
 
+class VerifyCounter(Base):
+    """Failed `/customers/verify` attempts in one scope (a conversation, a customer or unknown
+    email, a calling client) during a fixed window that opens at the scope's first failure.
+
+    In the database, not in memory, so the count holds across restarts and workers; see
+    `supportbot.billing.limits`."""
+
+    __tablename__ = "verify_counters"
+    scope = Column(String(80), primary_key=True)  # e.g. "customer:C-1001", "conversation:<sha256>"
+    window_start = Column(DateTime, nullable=False, index=True)
+    failures = Column(Integer, nullable=False)
+
+
 class IdempotencyKey(Base):
     """One row per (customer, key): the first request's fingerprint and its response."""
 

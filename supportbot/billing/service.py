@@ -2,9 +2,10 @@
 
 It stands in for a real commerce backend so the assistant, its actions and its tests have
 something honest to talk to. The contract is in `openapi.yaml`; the rules worth knowing
-(customer scoping, refund policy, idempotency, duplicate charges, proration, links, outbox) are
-in docs/billing-service.md. Every JSON write goes through `Store.write`, the one place that
-enforces Idempotency-Key.
+(authentication, customer scoping, refund policy and auto-limits, verification rate limit,
+idempotency, duplicate charges, proration, links, outbox) are in docs/billing-service.md. Every
+JSON route except the two service routes needs an API key (`_add_authentication`); every JSON
+write goes through `Store.write`, the one place that enforces Idempotency-Key.
 
 Database work is synchronous SQLAlchemy run in worker threads, so concurrent requests really
 do race each other -- the idempotency and refund-limit guarantees come from the database
@@ -37,7 +38,10 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from supportbot.billing import limits as attempts  # the verification-attempt counters
 from supportbot.billing import pages
+from supportbot.billing.auth import ApiKeys, Caller, bearer_token
+from supportbot.billing.limits import Limits
 from supportbot.billing.links import TOKEN_MINUTES, LinkError, Links, hash_token, new_token
 from supportbot.billing.models import (
     CENT,
@@ -83,15 +87,19 @@ ORDER_LOCKED = {
     "delivered": ("already_delivered", "This order has already been delivered"),
     "cancelled": ("already_cancelled", "This order is already cancelled"),
 }
+NEEDS_REVIEW = "needs_review"  # above the caller's auto-limit: for a person to decide
+CONVERSATION_ID_MAX = 255
 _app_numbers = itertools.count(1)
 
 
 class ApiError(Exception):
     """Raised anywhere in a request; rendered as `{"error": {"code", "message"}}`."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 headers: Optional[Dict[str, str]] = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers
 
 
 def dumps(payload: Any) -> str:
@@ -111,6 +119,26 @@ def json_response(
 
 def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
+
+
+def unauthorized() -> ApiError:
+    # One answer for every refusal: it says nothing about the key, the route or the customer.
+    return ApiError(401, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'",
+                    headers={"WWW-Authenticate": 'Bearer realm="billing"'})
+
+
+def too_many_attempts(seconds: Optional[int]) -> ApiError:
+    seconds = seconds or 1
+    return ApiError(429, "too_many_attempts",
+                    f"Too many failed verification attempts; try again in {seconds} seconds",
+                    headers={"Retry-After": str(seconds)})
+
+
+def check_auto_limit(caller: Caller, amount: Decimal, limit: Decimal, what: str) -> None:
+    """403 needs_review when `amount` is above what an assistant may grant on its own."""
+    if caller.within_auto_limits and amount > limit:
+        raise ApiError(403, NEEDS_REVIEW, f"A {what} above {money(limit)} needs a person's "
+                       "review: ask a support agent")
 
 
 # --- request validation ------------------------------------------------------------------
@@ -478,10 +506,11 @@ class Card:
 class Store:
     """All database work of the service; every method runs in a worker thread."""
 
-    def __init__(self, db_url: str, refund_window_days: int) -> None:
+    def __init__(self, db_url: str, refund_window_days: int, limits: Limits) -> None:
         self.engine = make_engine(db_url)
         self.sessions = sessionmaker(self.engine, future=True, expire_on_commit=False)
         self.window_days = refund_window_days
+        self.limits = limits
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -491,14 +520,38 @@ class Store:
         with self.sessions() as session:
             return _customer(session, cid).to_dict()
 
-    def verify(self, email: str, order_id: str) -> Dict[str, Any]:
+    def verify(self, email: str, order_id: str, caller: Caller,
+               conversation_id: Optional[str]) -> Dict[str, Any]:
+        """The customer, if email and order match and none of the attempt's counters is full.
+
+        A full counter refuses right and wrong details alike (429); a failure that would
+        overfill one is refused the same way instead of being counted."""
+        now, window = utcnow(), self.limits.verify_window
         with self.sessions() as session:
             customer = _by_email(session, email)
             order = session.get(Order, order_id)
-            # One answer for "unknown email" and "not your order": no probing for accounts.
-            if customer is None or order is None or order.customer_id != customer.id:
+            found = None
+            if customer is not None and order is not None and order.customer_id == customer.id:
+                found = customer.to_dict()
+            subject = attempts.customer_subject(customer.id if customer else None, email)
+            scopes = attempts.verify_scopes(self.limits, caller.client, subject, conversation_id)
+            if found is None and attempts.count_failure(session, scopes, window, now):
+                session.commit()
+                self._forget_expired_attempts(now)
+                # One answer for "unknown email" and "not your order": no probing for accounts.
                 raise ApiError(404, "not_found", "No customer matches that email and order")
-            return customer.to_dict()
+            session.rollback()  # a refused failure counts nowhere
+            wait = attempts.seconds_locked(session, scopes, window, now)
+        if found is not None and wait is None:
+            return found
+        logger.warning("verification refused: too many failed attempts (client %s)",
+                       caller.client)
+        raise too_many_attempts(wait)
+
+    def _forget_expired_attempts(self, now: dt.datetime) -> None:
+        with self.sessions() as session:
+            attempts.forget_expired(session, self.limits.verify_window, now)
+            session.commit()
 
     def get(self, model: Any, cid: str, ident: str) -> Dict[str, Any]:
         with self.sessions() as session:
@@ -533,8 +586,9 @@ class Store:
         """Run `decide` at most once per (scope, key); returns (status, JSON body, replayed).
 
         `decide` raises ApiError to refuse. 400/404 mean nothing was decided: the claim is
-        rolled back, so the client may fix the request and reuse the key. Any other refusal is
-        stored and replayed like a success, so `decide` must refuse before writing anything.
+        rolled back, so the client may fix the request and reuse the key; so is 403
+        needs_review. Any other refusal is stored and replayed like a success, so `decide` must
+        refuse before writing anything.
         """
         with self.sessions() as session:
             record = self._find_key(session, write.scope, write.key)
@@ -560,7 +614,9 @@ class Store:
         try:
             status, payload, *stored = decide(session)
         except ApiError as exc:
-            if exc.status in (400, 404):
+            # Not a decision about the request: bad input, an unknown target, or a caller
+            # that may not decide it (a person with an agent key may, under the same key).
+            if exc.status in (400, 404) or exc.code == NEEDS_REVIEW:
                 session.rollback()
                 raise
             status, payload, stored = exc.status, error_payload(exc.code, exc.message), []
@@ -586,11 +642,15 @@ class Store:
 
     # -- refunds
 
-    def decide_refund(self, session: Session, cid: str, req: RefundRequest) -> Tuple[int, Any]:
+    def decide_refund(self, session: Session, cid: str, req: RefundRequest,
+                      caller: Caller) -> Tuple[int, Any]:
+        """Refund an order, an invoice or a duplicate charge: policy first, then the caller's
+        auto-limit (a refund that policy refuses is refused for everyone)."""
         target = self._target(session, cid, req.target, lock=True)
         quote = self._evaluate(session, target, req.amount)
         if not quote.eligible:
             raise ApiError(422, quote.reason or "not_refundable", quote.message(self.window_days))
+        check_auto_limit(caller, req.amount, self.limits.refund_auto_limit, "refund")
         refund = _add_refund(
             session, customer_id=cid, amount=req.amount, currency=target.currency,
             reason=req.reason, order_id=target.order.id if target.order is not None else None,
@@ -658,10 +718,12 @@ class Store:
 
     # -- order changes before shipping
 
-    @staticmethod
-    def decide_cancel_order(session: Session, cid: str, oid: str,
-                            reason: Optional[str]) -> Tuple[int, Any]:
-        """Cancel a processing order and refund what was paid for it, in one transaction."""
+    def decide_cancel_order(self, session: Session, cid: str, oid: str, reason: Optional[str],
+                            caller: Caller) -> Tuple[int, Any]:
+        """Cancel a processing order and refund what was paid for it, in one transaction.
+
+        The refund window does not apply (the order never shipped) and the amount is what is
+        left to return; the caller's refund auto-limit does, as for every refund."""
         order = _processing(_owned(session, Order, oid, cid, lock=True))
         query = select(Payment).where(Payment.order_id == order.id, Payment.status == "succeeded")
         payments = list(session.scalars(query.with_for_update()))
@@ -671,6 +733,7 @@ class Store:
             (Refund.order_id == order.id) | Refund.payment_id.in_([p.id for p in payments]))
         amount = (sum((p.amount for p in payments), ZERO)
                   - sum((r.amount for r in session.scalars(returned)), ZERO))
+        check_auto_limit(caller, amount, self.limits.refund_auto_limit, "refund")
         refund = None
         if amount > 0:
             refund = _add_refund(session, customer_id=cid, order_id=order.id, amount=amount,
@@ -693,9 +756,8 @@ class Store:
 
     # -- disputes
 
-    @staticmethod
-    def decide_dispute(session: Session, cid: str, payment_id: str,
-                       reason: str) -> Tuple[int, Any]:
+    def decide_dispute(self, session: Session, cid: str, payment_id: str, reason: str,
+                       caller: Caller) -> Tuple[int, Any]:
         _customer(session, cid)
         payment = _owned(session, Payment, payment_id, cid, lock=True)
         if payment.status != "succeeded":
@@ -703,6 +765,7 @@ class Store:
         query = select(Dispute).where(Dispute.payment_id == payment.id, Dispute.status == "open")
         if session.scalars(query).first() is not None:
             raise ApiError(422, "already_disputed", "This payment already has an open dispute")
+        check_auto_limit(caller, payment.amount, self.limits.dispute_auto_limit, "dispute")
         dispute = Dispute(customer_id=cid, payment_id=payment.id, amount=payment.amount,
                           currency=payment.currency, reason=reason, status="open",
                           created_at=utcnow())
@@ -925,6 +988,20 @@ def store(request: Request) -> Store:
     return request.app.ctx.store
 
 
+def caller(request: Request) -> Caller:
+    """Who sent this request, as authenticated by `_add_authentication`."""
+    return request.ctx.caller
+
+
+def conversation_id(request: Request) -> Optional[str]:
+    """The caller's conversation (header X-Conversation-Id), for the verification counters."""
+    value = (request.headers.get("X-Conversation-Id") or "").strip()
+    if len(value) > CONVERSATION_ID_MAX:
+        raise ApiError(400, "invalid_conversation_id",
+                       f"X-Conversation-Id must be at most {CONVERSATION_ID_MAX} characters")
+    return value or None
+
+
 def public_base(request: Request) -> str:
     """Where links point: env BILLING_PUBLIC_URL, else this request's own origin."""
     return request.app.ctx.links.base(request.scheme, request.host)
@@ -960,7 +1037,8 @@ def _add_customer_routes(app: Sanic) -> None:
         if "@" not in email:
             raise ApiError(400, "invalid_field", "'email' must be an email address")
         order_id = order_id_field(data)
-        return json_response(await in_thread(store(request).verify, email, order_id))
+        return json_response(await in_thread(store(request).verify, email, order_id,
+                                             caller(request), conversation_id(request)))
 
     @app.get("/customers/<cid>")
     async def get_customer(request: Request, cid: str) -> HTTPResponse:
@@ -1019,7 +1097,7 @@ def _add_refund_routes(app: Sanic) -> None:
         key = idempotency_key(request)
         req = RefundRequest.from_body(json_body(request))
         return await keyed_write(request, key, cid, req.fields(), store(request).decide_refund,
-                                 cid, req)
+                                 cid, req, caller(request))
 
     @app.get("/customers/<cid>/refunds")
     async def list_refunds(request: Request, cid: str) -> HTTPResponse:
@@ -1039,7 +1117,8 @@ def _add_refund_routes(app: Sanic) -> None:
         data = json_body(request)
         payment_id, reason = text_field(data, "payment_id", 16), text_field(data, "reason", 500)
         return await keyed_write(request, key, cid, {"payment_id": payment_id, "reason": reason},
-                                 Store.decide_dispute, cid, payment_id, reason)
+                                 store(request).decide_dispute, cid, payment_id, reason,
+                                 caller(request))
 
 
 def _add_order_routes(app: Sanic) -> None:
@@ -1049,8 +1128,9 @@ def _add_order_routes(app: Sanic) -> None:
     async def cancel_order(request: Request, cid: str, oid: str) -> HTTPResponse:
         key = idempotency_key(request)
         reason = optional_text(json_body(request), "reason", 500)
-        return await keyed_write(request, key, cid, {"reason": reason}, Store.decide_cancel_order,
-                                 cid, oid, reason)
+        return await keyed_write(request, key, cid, {"reason": reason},
+                                 store(request).decide_cancel_order, cid, oid, reason,
+                                 caller(request))
 
     @app.put(f"{base}/shipping-address")
     async def change_shipping_address(request: Request, cid: str, oid: str) -> HTTPResponse:
@@ -1127,43 +1207,46 @@ def _add_account_routes(app: Sanic) -> None:
 
 
 def _add_browser_routes(app: Sanic) -> None:
-    """Pages opened from links; a single-use token or a signature is their authorisation."""
+    """Pages opened from links; a single-use token or a signature is their authorisation, so
+    they are public (`ctx_public`): a browser has no API key."""
 
-    @app.get("/documents/invoices/<iid>")
+    @app.get("/documents/invoices/<iid>", ctx_public=True)
     async def invoice_document(request: Request, iid: str) -> HTTPResponse:
         app.ctx.links.check_invoice(iid, request.args.get("expires"), request.args.get("sig"))
         return html_response(await in_thread(store(request).invoice_document, iid))
 
-    @app.get("/pay/update")
+    @app.get("/pay/update", ctx_public=True)
     async def card_form(request: Request) -> HTTPResponse:
         token = request.args.get("token")
         return html_response(await in_thread(store(request).payment_link_page, token))
 
-    @app.post("/pay/update")
+    @app.post("/pay/update", ctx_public=True)
     async def save_card(request: Request) -> HTTPResponse:
         form = {name: request.form.get(name) or "" for name in
                 ("token", "card_number", "exp_month", "exp_year")}
         status, body = await in_thread(store(request).save_card, form["token"], form)
         return html_response(body, status)
 
-    @app.get("/account/unlock")
+    @app.get("/account/unlock", ctx_public=True)
     async def unlock(request: Request) -> HTTPResponse:
         token = request.args.get("token")
         return html_response(await in_thread(store(request).unlock, token))
 
-    @app.get("/account/confirm-email")
+    @app.get("/account/confirm-email", ctx_public=True)
     async def confirm_email(request: Request) -> HTTPResponse:
         token = request.args.get("token")
         return html_response(await in_thread(store(request).confirm_email, token))
 
 
 def _add_service_routes(app: Sanic) -> None:
-    @app.get("/health")
+    """Liveness and the API contract: public, and neither tells anything about customers."""
+
+    @app.get("/health", ctx_public=True)
     async def health(request: Request) -> HTTPResponse:
         await in_thread(store(request).ping)
         return json_response({"status": "ok"})
 
-    @app.get("/openapi.yaml")
+    @app.get("/openapi.yaml", ctx_public=True)
     async def openapi(request: Request) -> HTTPResponse:
         return HTTPResponse(OPENAPI_PATH.read_text(encoding="utf-8"),
                             content_type="application/yaml; charset=utf-8")
@@ -1187,13 +1270,35 @@ def _add_request_guards(app: Sanic) -> None:
             raise InvalidUsage("Bad Content-Length header")
 
 
+def _add_authentication(app: Sanic) -> None:
+    """Every route needs `Authorization: Bearer <key>` unless registered with `ctx_public=True`.
+
+    Runs once the route is known and before the body is read, so an unauthenticated caller
+    gets 401 before any validation (which could tell what exists) and cannot make us read
+    its upload."""
+
+    @app.signal("http.routing.after")
+    async def authenticate(request: Request, route: Any, kwargs: Any, handler: Any) -> None:
+        if getattr(route.ctx, "public", False):
+            return
+        headers = request.headers.getall("authorization", [])
+        token = bearer_token(headers[0]) if len(headers) == 1 else None
+        found = app.ctx.api_keys.identify(token) if token is not None else None
+        if found is None:
+            logger.warning("refused %s %s from %s: no valid API key", request.method,
+                           route.path, request.ip)
+            raise unauthorized()
+        request.ctx.caller = found
+
+
 SANIC_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
 def _add_error_handlers(app: Sanic) -> None:
     @app.exception(ApiError)
     async def api_error(request: Request, exc: ApiError) -> HTTPResponse:
-        return json_response(error_payload(exc.code, exc.message), status=exc.status)
+        return json_response(error_payload(exc.code, exc.message), status=exc.status,
+                             headers=exc.headers)
 
     @app.exception(LinkError)
     async def link_error(request: Request, exc: LinkError) -> HTTPResponse:
@@ -1219,26 +1324,33 @@ def _add_error_handlers(app: Sanic) -> None:
         return json_response(error_payload("internal_error", "Internal error"), status=500)
 
 
-def create_app(db_url: str, refund_window_days: Optional[int] = None) -> Sanic:
+def create_app(db_url: str, refund_window_days: Optional[int] = None,
+               api_keys: Optional[ApiKeys] = None, limits: Optional[Limits] = None) -> Sanic:
     """Build the app; the database engine is created when the server starts.
 
     `refund_window_days` defaults to env BILLING_REFUND_WINDOW_DAYS, else 30. Links are
     signed with env BILLING_LINK_SECRET and point at env BILLING_PUBLIC_URL (see `links`).
+    `api_keys` defaults to env BILLING_API_KEYS (see `auth`) and `limits` to the env settings
+    of `limits`; both raise `auth.ConfigError` when set wrong, and there is no keyless mode.
     """
     if refund_window_days is None:
         refund_window_days = int(
             os.environ.get("BILLING_REFUND_WINDOW_DAYS", DEFAULT_REFUND_WINDOW_DAYS)
         )
+    api_keys = api_keys if api_keys is not None else ApiKeys.from_env()
+    limits = limits if limits is not None else Limits.from_env()
     # Sanic refuses two apps with one name in a process; tests may build several.
     app = Sanic(f"supportbot_billing_{next(_app_numbers)}")
     app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.ctx.links = Links.from_env()
-    for add_routes in (_add_request_guards, _add_service_routes, _add_customer_routes,
-                       _add_order_routes, _add_refund_routes, _add_subscription_routes,
-                       _add_account_routes, _add_browser_routes, _add_error_handlers):
+    app.ctx.api_keys = api_keys
+    for add_routes in (_add_request_guards, _add_authentication, _add_service_routes,
+                       _add_customer_routes, _add_order_routes, _add_refund_routes,
+                       _add_subscription_routes, _add_account_routes, _add_browser_routes,
+                       _add_error_handlers):
         add_routes(app)
-    _add_lifecycle(app, lambda: Store(db_url, refund_window_days))
+    _add_lifecycle(app, lambda: Store(db_url, refund_window_days, limits))
     return app
 
 

@@ -1,17 +1,20 @@
 """Typed HTTP client for the billing & orders service (see supportbot/billing/openapi.yaml).
 
-Every call has a timeout. Reads (GETs, customer verification, refund quotes, plan-change
-previews) and writes that carry an idempotency key (every write the service offers) are
-retried with a short backoff on connection failures, timeouts and 5xx; 4xx answers are never
-retried. Failures surface as the typed errors of `supportbot.errors`.
-Only method, path, status and duration are logged -- never bodies.
+Every call carries the client's API key (`Authorization: Bearer`) and has a timeout. Reads
+(GETs, customer verification, refund quotes, plan-change previews) and writes that carry an
+idempotency key (every write the service offers) are retried with a short backoff on
+connection failures, timeouts and 5xx; 4xx answers, 429 included, are never retried.
+Failures surface as the typed errors of `supportbot.errors`.
+Only method, path, status and duration are logged -- never bodies, keys or conversation ids.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -26,7 +29,10 @@ from supportbot.errors import (
     Conflict,
     Forbidden,
     InvalidRequest,
+    NeedsReview,
     NotFound,
+    RateLimited,
+    Unauthorized,
 )
 
 logger = logging.getLogger(__name__)
@@ -383,8 +389,9 @@ def _parse(parser: Callable[[Any], T], payload: Any, what: str) -> T:
 
 # --- error mapping -----------------------------------------------------------------------
 
-_ERRORS_BY_STATUS = {400: InvalidRequest, 401: Forbidden, 403: Forbidden, 404: NotFound,
-                     409: Conflict, 422: InvalidRequest, 429: BackendUnavailable}
+_ERRORS_BY_STATUS = {400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound,
+                     409: Conflict, 422: InvalidRequest, 429: RateLimited}
+_ERRORS_BY_CODE = {"needs_review": NeedsReview}
 
 
 def _error_for(response: requests.Response) -> BackendError:
@@ -392,13 +399,33 @@ def _error_for(response: requests.Response) -> BackendError:
     status = response.status_code
     if status >= 500 or status < 400:
         return BackendUnavailable(f"billing answered HTTP {status}", status=status)
-    error_class = _ERRORS_BY_STATUS.get(status, InvalidRequest)
     try:
         error = response.json()["error"]
         code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         code, message = None, f"billing answered HTTP {status}"
+    error_class = _ERRORS_BY_CODE.get(code or "") or _ERRORS_BY_STATUS.get(status, InvalidRequest)
+    if error_class is RateLimited:
+        return RateLimited(message, code=code, status=status,
+                           retry_after=_retry_after(response.headers.get("Retry-After")))
     return error_class(message, code=code, status=status)
+
+
+def _retry_after(value: Optional[str]) -> Optional[int]:
+    """Seconds from a Retry-After header; None for a missing or HTTP-date value."""
+    value = (value or "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+_HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def _conversation_header(conversation_id: str) -> str:
+    """The id itself when it is a plain header value, else a digest of it (same id, same
+    value): a Slack thread or socket.io id passes as is, odd characters never break a call."""
+    if _HEADER_SAFE.match(conversation_id):
+        return conversation_id
+    return "sha256:" + hashlib.sha256(conversation_id.encode("utf-8", "replace")).hexdigest()
 
 
 class _Transient(Exception):
@@ -422,18 +449,30 @@ class BillingClient:
         retries: int = 2,
         session: Optional[requests.Session] = None,
         backoff: float = 0.1,
+        api_key: Optional[str] = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        if api_key is not None and not _HEADER_SAFE.match(api_key):
+            raise ValueError("api_key must be 1-255 visible ASCII characters")
+        # Without a key every call is refused (Unauthorized): the service has no open mode.
+        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = timeout
         self.retries = max(0, retries)
         self.backoff = backoff
         self.session = session or requests.Session()
 
+    def __repr__(self) -> str:  # never show the key
+        return f"BillingClient({self.base_url!r}, keyed={bool(self._auth)})"
+
     @classmethod
     def from_env(cls) -> BillingClient:
-        """Env BILLING_URL (default http://127.0.0.1:5056), BILLING_TIMEOUT seconds (5)."""
+        """Env BILLING_URL (default http://127.0.0.1:5056), BILLING_TIMEOUT seconds (5) and
+        BILLING_API_KEY, this client's key from the service's BILLING_API_KEYS."""
+        api_key = os.environ.get("BILLING_API_KEY") or None
+        if api_key is None:
+            logger.error("BILLING_API_KEY is not set: the billing service will refuse every call")
         return cls(os.environ.get("BILLING_URL", "http://127.0.0.1:5056"),
-                   timeout=float(os.environ.get("BILLING_TIMEOUT", "5")))
+                   timeout=float(os.environ.get("BILLING_TIMEOUT", "5")), api_key=api_key)
 
     # -- service and customers
 
@@ -444,9 +483,19 @@ class BillingClient:
             raise BackendUnavailable("billing is not healthy")
         return True
 
-    def verify_customer(self, email: str, order_id: str) -> Customer:
-        """The customer owning `order_id` whose email is `email`; NotFound otherwise."""
-        payload = self.request("POST", "customers", "verify", read_only=True,
+    def verify_customer(
+        self, email: str, order_id: str, *, conversation_id: Optional[str] = None
+    ) -> Customer:
+        """The customer owning `order_id` whose email is `email`; NotFound otherwise.
+
+        Failed attempts are counted per conversation (`conversation_id`, sent as
+        X-Conversation-Id), per customer and per client; once one count is full the service
+        answers RateLimited (429, `retry_after` seconds) even for the right details.
+        """
+        headers = None
+        if conversation_id:
+            headers = {"X-Conversation-Id": _conversation_header(conversation_id)}
+        payload = self.request("POST", "customers", "verify", read_only=True, headers=headers,
                                body={"email": email, "order_id": order_id})
         return _parse(_customer, payload, "customer")
 
@@ -643,15 +692,18 @@ class BillingClient:
         params: Optional[Dict[str, str]] = None,
         idempotency_key: Optional[str] = None,
         read_only: bool = False,
+        headers: Optional[Dict[str, str]] = None,
     ) -> Any:
         """Send one logical request and return the decoded 2xx JSON body.
 
-        The single place that applies timeouts, retries and error mapping. Retried only when
-        repeating it cannot do harm: GETs, `read_only` POSTs, and requests with an
-        idempotency key.
+        The single place that applies the API key, timeouts, retries and error mapping.
+        Retried only when repeating it cannot do harm: GETs, `read_only` POSTs, and requests
+        with an idempotency key; and only on no answer or a 5xx, never on a 4xx such as 429.
         """
         path = "/" + "/".join(quote(str(part), safe="") for part in path_parts)
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        headers = {**(headers or {}), **self._auth}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
         retryable = method == "GET" or read_only or bool(idempotency_key)
         attempts = 1 + (self.retries if retryable else 0)
         for attempt in range(attempts):

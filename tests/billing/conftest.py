@@ -1,7 +1,7 @@
 """Real billing servers for the tests: one on a temp SQLite file, one on Postgres.
 
 Each server is `python -m supportbot.billing --reset` in a subprocess, so the tests exercise
-exactly what a developer runs.
+exactly what a developer runs, with the API keys of `helpers.API_KEYS`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from helpers import ASSISTANT_KEY, billing_process
 from sqlalchemy.engine import Engine
 
 from supportbot import processes
@@ -32,7 +33,7 @@ class BillingServer:
 
 
 def _serve(db_url: str, log_dir: Path) -> Iterator[BillingServer]:
-    server = processes.billing_server(processes.free_port(), db_url, log_dir, reset=True)
+    server = billing_process(db_url, log_dir)
     with processes.running([server], timeout=60):
         yield BillingServer(server.url, db_url, log_dir / "billing.log")
 
@@ -93,8 +94,9 @@ def any_billing_url(any_billing_server: BillingServer) -> str:
 
 @pytest.fixture(scope="module")
 def client(billing_url: str) -> BillingClient:
-    """A client that fails at once instead of retrying: the tests look at each answer."""
-    return BillingClient(billing_url, timeout=10, retries=0)
+    """An assistant's client that fails at once instead of retrying: the tests look at each
+    answer."""
+    return BillingClient(billing_url, timeout=10, retries=0, api_key=ASSISTANT_KEY)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from helpers import assert_error, new_key, run_in_threads
+from helpers import ASSISTANT_KEY, api, assert_error, new_key, run_in_threads
 from sqlalchemy import MetaData, String, Text, func, select
 from sqlalchemy.orm import Session
 
@@ -82,7 +82,7 @@ def outbox(engine: Any, to: str) -> list:
 
 def post(url: str, key: str = "", **kwargs: Any) -> requests.Response:
     headers = {"Idempotency-Key": key or new_key()}
-    return requests.post(url, headers=headers, timeout=10, **kwargs)
+    return api.post(url, headers=headers, timeout=10, **kwargs)
 
 
 # --- invoice documents -------------------------------------------------------------------
@@ -196,7 +196,8 @@ def test_concurrent_duplicates_make_one_row(any_billing_server: BillingServer):
     engine = m.make_engine(any_billing_server.db_url)
     try:
         c = fresh_customer(engine)
-        clients = [BillingClient(any_billing_server.url, timeout=30, retries=0)
+        clients = [BillingClient(any_billing_server.url, timeout=30, retries=0,
+                                 api_key=ASSISTANT_KEY)
                    for _ in range(6)]
         key = new_key()
         disputes = run_in_threads(6, lambda i: clients[i].create_dispute(
@@ -416,8 +417,8 @@ def test_rename_and_email_change(client: BillingClient, engine: Any, billing_url
     assert client.update_customer_name(cid, "  Renée Zoë ", idempotency_key=new_key()).name \
         == "Renée Zoë"
     for name in ["", "x" * 201, "nul\u0000"]:
-        response = requests.patch(f"{billing_url}/customers/{cid}", json={"name": name},
-                                  headers={"Idempotency-Key": new_key()}, timeout=5)
+        response = api.patch(f"{billing_url}/customers/{cid}", json={"name": name},
+                             headers={"Idempotency-Key": new_key()}, timeout=5)
         assert_error(response, 400, "invalid_field")
     with pytest.raises(NotFound):
         client.update_customer_name("C-9999", "x", idempotency_key=new_key())
@@ -459,10 +460,10 @@ WRITES = [
 @pytest.mark.parametrize("method, path, body", WRITES)
 def test_every_write_needs_a_key_and_json(billing_url: str, method: str, path: str, body: dict):
     url = billing_url + path
-    assert_error(requests.request(method, url, json=body, timeout=5),
+    assert_error(api.request(method, url, json=body, timeout=5),
                  400, "idempotency_key_required")
-    assert_error(requests.request(method, url, data=b'{"x": ', timeout=5,
-                                  headers={"Idempotency-Key": new_key()}), 400, "malformed_json")
+    assert_error(api.request(method, url, data=b'{"x": ', timeout=5,
+                             headers={"Idempotency-Key": new_key()}), 400, "malformed_json")
 
 
 @pytest.mark.parametrize("method, path, body", [w for w in WRITES if w[2]])
@@ -472,8 +473,8 @@ def test_every_write_validates_fields(billing_url: str, method: str, path: str, 
                       ({field: "a\u0000b"}, "invalid_field"), ({field: 42}, "invalid_field")]:
         if field == "reason" and code == "missing_field":
             continue  # a cancellation reason is optional
-        response = requests.request(method, billing_url + path, json=bad, timeout=5,
-                                    headers={"Idempotency-Key": new_key()})
+        response = api.request(method, billing_url + path, json=bad, timeout=5,
+                               headers={"Idempotency-Key": new_key()})
         assert_error(response, 400, code)
 
 

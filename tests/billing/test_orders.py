@@ -14,8 +14,7 @@ from decimal import Decimal
 from typing import Any, Callable, Dict
 
 import pytest
-import requests
-from helpers import assert_error, new_key, run_in_threads
+from helpers import ASSISTANT_KEY, api, assert_error, new_key, run_in_threads
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -126,8 +125,8 @@ def test_cancel_refunds_what_was_paid(client: BillingClient, engine: Any, billin
     # replays: same answer, nothing written
     assert client.cancel_order(cid, oid, reason="ordered the wrong size",
                                idempotency_key=key) == result
-    raw = requests.post(order_url(billing_url, c, "cancel"), timeout=10,
-                        json={"reason": "ordered the wrong size"}, headers={"Idempotency-Key": key})
+    raw = api.post(order_url(billing_url, c, "cancel"), timeout=10,
+                   json={"reason": "ordered the wrong size"}, headers={"Idempotency-Key": key})
     assert raw.status_code == 200 and raw.headers["Idempotent-Replayed"] == "true"
     assert count(engine, m.Refund, m.Refund.order_id == oid) == 1
     with pytest.raises(Conflict) as reused:
@@ -148,8 +147,8 @@ def test_cancel_without_a_reason(client: BillingClient, engine: Any):
 
 def test_cancel_of_an_unpaid_order_has_no_refund(engine: Any, billing_url: str):
     c = fresh_order(engine, paid=False)
-    response = requests.post(order_url(billing_url, c, "cancel"), json={}, timeout=10,
-                             headers={"Idempotency-Key": new_key()})
+    response = api.post(order_url(billing_url, c, "cancel"), json={}, timeout=10,
+                        headers={"Idempotency-Key": new_key()})
     assert response.status_code == 200
     body = response.json()
     assert (body["order"]["status"], body["refund"]) == ("cancelled", None)
@@ -198,8 +197,8 @@ def test_change_shipping_address(client: BillingClient, engine: Any, billing_url
     assert (order.status, order.total, order.items) == ("processing", before.total, before.items)
 
     assert client.change_shipping_address(cid, oid, ADDRESS, idempotency_key=key) == order
-    raw = requests.put(order_url(billing_url, c, "shipping-address"), json={"address": ADDRESS},
-                       headers={"Idempotency-Key": key}, timeout=10)
+    raw = api.put(order_url(billing_url, c, "shipping-address"), json={"address": ADDRESS},
+                  headers={"Idempotency-Key": key}, timeout=10)
     assert raw.status_code == 200 and raw.headers["Idempotent-Replayed"] == "true"
     with pytest.raises(Conflict) as reused:
         client.change_shipping_address(cid, oid, "9 Other Lane, York", idempotency_key=key)
@@ -230,8 +229,8 @@ def test_only_a_processing_order_can_change(client: BillingClient, engine: Any,
         with pytest.raises(InvalidRequest) as refused:
             call()
         assert (refused.value.code, refused.value.status) == (code, 422)
-    assert_error(requests.post(order_url(billing_url, c, "cancel"), json={}, timeout=10,
-                               headers={"Idempotency-Key": new_key()}), 422, code)
+    assert_error(api.post(order_url(billing_url, c, "cancel"), json={}, timeout=10,
+                          headers={"Idempotency-Key": new_key()}), 422, code)
     assert client.get_order(cid, oid) == before
     assert payment_statuses(client, cid)[c["paid"]] == "succeeded"
     assert count(engine, m.Refund, m.Refund.customer_id == cid) == 0
@@ -274,7 +273,7 @@ def test_bad_input_changes_nothing(engine: Any, billing_url: str, client: Billin
         (cancel_url, {"reason": "a\u0000b"}, "invalid_field"),
         (cancel_url, {"reason": 42}, "invalid_field"),
     ]
-    put_or_post = {address_url: requests.put, cancel_url: requests.post}
+    put_or_post = {address_url: api.put, cancel_url: api.post}
     for url, body, code in cases:
         response = put_or_post[url](url, json=body, timeout=10,
                                     headers={"Idempotency-Key": new_key()})
@@ -295,8 +294,8 @@ def test_bad_input_changes_nothing(engine: Any, billing_url: str, client: Billin
 
     # a 400 decides nothing, so the same key works once the request is fixed
     key = new_key()
-    assert_error(requests.put(address_url, json={"address": "short"}, timeout=10,
-                              headers={"Idempotency-Key": key}), 400, "invalid_field")
+    assert_error(api.put(address_url, json={"address": "short"}, timeout=10,
+                         headers={"Idempotency-Key": key}), 400, "invalid_field")
     assert client.change_shipping_address(c["cid"], c["oid"], ADDRESS,
                                           idempotency_key=key).shipping_address == ADDRESS
 
@@ -307,7 +306,8 @@ def test_bad_input_changes_nothing(engine: Any, billing_url: str, client: Billin
 def test_concurrent_cancellations_make_one_refund(any_billing_server: BillingServer):
     engine = m.make_engine(any_billing_server.db_url)
     try:
-        clients = [BillingClient(any_billing_server.url, timeout=30, retries=0)
+        clients = [BillingClient(any_billing_server.url, timeout=30, retries=0,
+                                 api_key=ASSISTANT_KEY)
                    for _ in range(6)]
         c = fresh_order(engine)
         key = new_key()

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import yaml
-from helpers import assert_error, new_key, run_in_threads
+from helpers import ASSISTANT_KEY, api, assert_error, new_key, run_in_threads
 
 from supportbot.clients.billing import BillingClient, Refund
 from supportbot.errors import Conflict, InvalidRequest, NotFound
@@ -109,7 +109,7 @@ def test_verify_failures_are_indistinguishable(client: BillingClient):
     ({"email": ["alice@example.com"], "order_id": "4817263"}, "invalid_field"),
 ])
 def test_verify_rejects_bad_fields(billing_url: str, body: dict, code: str):
-    response = requests.post(f"{billing_url}/customers/verify", json=body, timeout=5)
+    response = api.post(f"{billing_url}/customers/verify", json=body, timeout=5)
     assert (response.status_code, response.json()["error"]["code"]) == (400, code)
 
 
@@ -154,7 +154,7 @@ def test_quote_refund_and_replay(client: BillingClient, billing_url: str):
     assert [r.id for r in client.list_refunds("C-1001", order_id="4817264")] == [refund.id]
     assert client.refund_quote("C-1001", order_id="4817264").max_refundable == Decimal("39.99")
 
-    raw = requests.post(f"{billing_url}/customers/C-1001/refunds", headers={
+    raw = api.post(f"{billing_url}/customers/C-1001/refunds", headers={
         "Idempotency-Key": key}, json={"order_id": "4817264", "amount": 10,
                                        "reason": "Lamp arrived scratched"}, timeout=5)
     assert raw.status_code == 201 and raw.headers["Idempotent-Replayed"] == "true"
@@ -195,7 +195,7 @@ def test_fully_refunded_order_is_already_refunded(client: BillingClient):
 
 
 def test_concurrent_duplicates_create_one_refund(any_billing_url: str):
-    clients = [BillingClient(any_billing_url, timeout=30, retries=0) for _ in range(10)]
+    clients = [BillingClient(any_billing_url, timeout=30, retries=0, api_key=ASSISTANT_KEY) for _ in range(10)]
     before = len(clients[0].list_refunds("C-1002", order_id="5529002"))
     key = new_key()
     results = run_in_threads(10, lambda i: clients[i].create_refund(
@@ -207,7 +207,7 @@ def test_concurrent_duplicates_create_one_refund(any_billing_url: str):
 
 
 def test_concurrent_refunds_never_exceed_the_total(any_billing_url: str):
-    clients = [BillingClient(any_billing_url, timeout=30, retries=0) for _ in range(10)]
+    clients = [BillingClient(any_billing_url, timeout=30, retries=0, api_key=ASSISTANT_KEY) for _ in range(10)]
     results = run_in_threads(10, lambda i: clients[i].create_refund(
         "C-1002", invoice_id="INV-2026-00051", amount="5.00", reason=f"try {i}",
         idempotency_key=new_key()))
@@ -222,16 +222,16 @@ def test_concurrent_refunds_never_exceed_the_total(any_billing_url: str):
 
 def refund_post(billing_url: str, **kwargs: Any) -> requests.Response:
     headers = {"Idempotency-Key": new_key(), **kwargs.pop("headers", {})}
-    return requests.post(f"{billing_url}/customers/C-1002/refunds", headers=headers,
-                         timeout=5, **kwargs)
+    return api.post(f"{billing_url}/customers/C-1002/refunds", headers=headers,
+                    timeout=5, **kwargs)
 
 
 @pytest.mark.parametrize("path", ["/customers/verify", "/customers/C-1002/refunds/quote",
                                   "/customers/C-1002/refunds"])
 @pytest.mark.parametrize("body", [b'{"order_id": "5529002",', b"", b"\xff\xfe{", b"{'a': 1}"])
 def test_malformed_json(billing_url: str, path: str, body: bytes):
-    response = requests.post(billing_url + path, data=body, timeout=5,
-                             headers={"Idempotency-Key": new_key()})
+    response = api.post(billing_url + path, data=body, timeout=5,
+                        headers={"Idempotency-Key": new_key()})
     assert_error(response, 400, "malformed_json")
 
 
@@ -240,8 +240,8 @@ def test_body_must_be_an_object(billing_url: str):
 
 
 def test_missing_idempotency_key(billing_url: str):
-    response = requests.post(f"{billing_url}/customers/C-1002/refunds", timeout=5,
-                             json={"order_id": "5529002", "amount": "1", "reason": "x"})
+    response = api.post(f"{billing_url}/customers/C-1002/refunds", timeout=5,
+                        json={"order_id": "5529002", "amount": "1", "reason": "x"})
     assert_error(response, 400, "idempotency_key_required")
 
 
@@ -277,7 +277,7 @@ def test_unicode_reason_and_unknown_fields(billing_url: str, client: BillingClie
 def test_unknown_routes_and_methods_answer_json(billing_url: str):
     assert_error(requests.get(f"{billing_url}/nope", timeout=5), 404, "not_found")
     assert_error(requests.delete(f"{billing_url}/health", timeout=5), 405, "method_not_allowed")
-    assert_error(requests.get(f"{billing_url}/customers/C-1001/orders/%00", timeout=5),
+    assert_error(api.get(f"{billing_url}/customers/C-1001/orders/%00", timeout=5),
                  404, "not_found")
 
 
@@ -301,12 +301,12 @@ def test_hostile_text_gets_4xx_on_every_backend(any_billing_url: str):
     url = any_billing_url
     for path in ["/customers/C-1001%00", "/customers/C-1001/orders/%00",
                  "/customers/C-1001/refunds?order_id=%00", "/customers/%ED%A0%80/invoices"]:
-        assert_error(requests.get(url + path, timeout=5), 404, "not_found")
+        assert_error(api.get(url + path, timeout=5), 404, "not_found")
     for reason in ["nul \u0000 byte", "lone \ud800 surrogate"]:
         body = json.dumps({"order_id": "5529002", "amount": "1", "reason": reason})
         assert_error(refund_post(url, data=body), 400, "invalid_field")
     verify = json.dumps({"email": "alice@example.com\u0000", "order_id": "4817263"})
-    assert_error(requests.post(f"{url}/customers/verify", data=verify, timeout=5),
+    assert_error(api.post(f"{url}/customers/verify", data=verify, timeout=5),
                  400, "invalid_field")
     for key in ["clé-unicode", "has space", "x" * 256]:
         response = refund_post(url, headers={"Idempotency-Key": key},
