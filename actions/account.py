@@ -17,7 +17,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import billing, form_starting, reply_to_backend_error, turn_key
-from actions.identity import CustomerFormValidation, verified_customer
+from actions.identity import CustomerFormValidation, verified_customer, verified_email
 from supportbot.errors import BackendError, Conflict, InvalidRequest
 from supportbot.nlu import normalize
 
@@ -84,10 +84,7 @@ class ValidateAccountAccessForm(EmailOnlyFormValidation):
 
 def account_email(tracker: Tracker) -> Optional[str]:
     """The verified customer's address from the service, else the one the customer typed."""
-    customer_id = verified_customer(tracker)
-    if customer_id:
-        return billing().get_customer(customer_id).email
-    return normalize.email(tracker.get_slot("email") or "")
+    return verified_email(tracker) or normalize.email(tracker.get_slot("email") or "")
 
 
 class MailAction(Action):

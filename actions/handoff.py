@@ -12,8 +12,8 @@ from rasa_sdk.events import ConversationPaused, EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import billing, handoff_store, latest_intent, ticketing, turn_key
-from actions.identity import verified_customer
+from actions.common import handoff_store, latest_intent, ticketing, turn_key
+from actions.identity import verified_customer, verified_email
 from actions.transcript import context_text, conversation_context
 from supportbot.store import Handoff
 
@@ -68,11 +68,11 @@ def file_ticket(tracker: Tracker, record: Handoff, key: str) -> Optional[str]:
 
 
 def requester_email(tracker: Tracker) -> str:
-    """The verified customer's email; an unverified chat gets a placeholder address that names
-    the conversation and can never reach anyone (.invalid)."""
-    customer_id = verified_customer(tracker)
-    if customer_id:
-        return tracker.get_slot("email") or billing().get_customer(customer_id).email
+    """The verified customer's email (never a typed one); an unverified chat gets a
+    placeholder address that names the conversation and can never reach anyone (.invalid)."""
+    email = verified_email(tracker)
+    if email:
+        return email
     digest = hashlib.sha256(tracker.sender_id.encode("utf-8")).hexdigest()[:16]
     return f"chat-{digest}@anonymous.invalid"
 

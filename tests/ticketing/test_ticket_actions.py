@@ -12,7 +12,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions import common, tickets
 from supportbot.ticketing.sql import SqlTicketing
 
-ALICE = {"customer_id": "C-1001", "customer_verified": True, "email": "alice@example.com"}
+ALICE = {"customer_id": "C-1001", "customer_verified": True, "customer_email": "alice@example.com",
+         "email": "alice@example.com"}
 
 
 @pytest.fixture
