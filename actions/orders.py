@@ -10,9 +10,10 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import billing, intent_of, month_day, reply_to_backend_error, turn_key
+from actions.handoff import hand_off
 from actions.identity import VerifiedFormValidation, verified_customer
 from supportbot.clients.billing import Order
-from supportbot.errors import BackendError, InvalidRequest
+from supportbot.errors import BackendError, InvalidRequest, NeedsReview
 
 STATUS_TEXT = {
     "processing": "is being prepared in our warehouse and hasn't shipped yet",
@@ -140,6 +141,11 @@ class ActionCancelOrder(Action):
         except InvalidRequest as error:
             _explain_refusal(dispatcher, error, pending["order_id"], "utter_order_not_cancellable")
             return done
+        except NeedsReview:  # what was paid is above the service's refund limit
+            dispatcher.utter_message(response="utter_refund_needs_review",
+                                     what=f"cancelling order {pending['order_id']}",
+                                     why="refunding what was paid needs a person's approval")
+            return done + hand_off(dispatcher, tracker, reason="refund_review")
         except BackendError as error:
             reply_to_backend_error(dispatcher, error)
             return done

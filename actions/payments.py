@@ -31,7 +31,7 @@ from actions.handoff import hand_off
 from actions.identity import CustomerFormValidation, verified_customer
 from actions.refunds import auto_refund_limit, over_limit_reason
 from supportbot.clients.billing import Invoice, Payment
-from supportbot.errors import BackendError, InvalidRequest
+from supportbot.errors import BackendError, InvalidRequest, NeedsReview
 from supportbot.nlu import normalize
 
 INVOICE_REPLIES = {"not_found": "utter_invoice_not_found"}
@@ -270,12 +270,11 @@ class ActionOpenDispute(Action):
                 return done
             bank = any(BANK_WORDS.search(text) for text in flow_messages(tracker, "dispute_charge"))
             if bank or payment.amount > dispute_auto_limit():
-                why = ("chargebacks and bank disputes are handled by our billing team" if bank else
-                       f"disputes over {dispute_auto_limit()} {payment.currency} are reviewed by a person")
-                dispatcher.utter_message(response="utter_dispute_to_person", why=why)
-                return done + hand_off(dispatcher, tracker, reason="charge_dispute")
+                return done + _dispute_to_person(dispatcher, tracker, bank, payment.currency)
             dispute = billing().create_dispute(customer_id, payment_id=payment_id, reason=reason or "not given",
                                                idempotency_key=turn_key(tracker, "dispute"))
+        except NeedsReview:  # the service's own limit
+            return done + _dispute_to_person(dispatcher, tracker, False, payment.currency)
         except InvalidRequest as error:
             if error.code == "already_disputed":
                 dispatcher.utter_message(response="utter_dispute_exists")
@@ -288,3 +287,11 @@ class ActionOpenDispute(Action):
         dispatcher.utter_message(response="utter_dispute_opened", dispute_id=dispute.id,
                                  amount=str(dispute.amount), currency=dispute.currency)
         return done
+
+
+def _dispute_to_person(dispatcher: CollectingDispatcher, tracker: Tracker, bank: bool,
+                       currency: str) -> List[EventType]:
+    why = ("chargebacks and bank disputes are handled by our billing team" if bank else
+           f"disputes over {dispute_auto_limit()} {currency} are reviewed by a person")
+    dispatcher.utter_message(response="utter_dispute_to_person", why=why)
+    return hand_off(dispatcher, tracker, reason="charge_dispute")

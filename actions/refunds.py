@@ -18,7 +18,7 @@ from rasa_sdk.types import DomainDict
 from actions.common import billing, latest_intent, month_day, reply_to_backend_error, turn_key
 from actions.handoff import hand_off
 from actions.identity import VerifiedFormValidation, verified_customer
-from supportbot.errors import BackendError, InvalidRequest
+from supportbot.errors import BackendError, InvalidRequest, NeedsReview
 from supportbot.nlu import normalize
 
 FULL_AMOUNT = re.compile(r"\b(full|all|everything|whole|entire|total)\b", re.IGNORECASE)
@@ -137,6 +137,10 @@ class ActionCreateRefund(Action):
             why = POLICY_TEXT.get(error.code, "our billing system refused it")
             dispatcher.utter_message(response="utter_refund_refused", why=why)
             return _clear_refund()
+        except NeedsReview:  # the service's own limit: a person approves it
+            dispatcher.utter_message(response="utter_refund_needs_review", what=describe_target(target),
+                                     why=over_limit_reason(quote.get("currency") or ""))
+            return _clear_refund() + hand_off(dispatcher, tracker, reason="refund_review")
         except BackendError as error:
             reply_to_backend_error(dispatcher, error)
             return _clear_refund()
