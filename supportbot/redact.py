@@ -2,8 +2,8 @@
 
 Detection works on digit runs, not on one typing style: a run is digits joined by short runs of
 separator characters (any whitespace, invisible format characters, dashes, dots, slashes,
-underscores, commas). Inside a run, any 13-19 consecutive digits that start with an issuer digit
-and pass the Luhn check are a card number, and the whole run is masked, so an appended CVV or
+underscores, commas). Inside a run, any 13-19 consecutive digits that begin a digit group, start
+with an issuer digit and pass the Luhn check are a card number, and the whole run is masked, so an appended CVV or
 expiry goes with it. The mask keeps the last four digits so the customer can tell which card
 they meant.
 
@@ -98,32 +98,46 @@ def _card_end(
     return 0
 
 
-def find_card_numbers(digits: str) -> List[str]:
-    """Card numbers in an ASCII digit string, left to right, not overlapping."""
+def find_card_numbers(digits: str, starts: Optional[AbstractSet[int]] = None) -> List[str]:
+    """Card numbers in an ASCII digit string, left to right, not overlapping. `starts`, if
+    given, are the positions a card number may begin at (where a typed digit group begins)."""
     if len(digits) < _MIN_LENGTH:
         return []
     sums = _luhn_prefix_sums(digits)
     found, start = [], 0
     while start <= len(digits) - _MIN_LENGTH:
-        end = _card_end(digits, sums, start)
+        end = _card_end(digits, sums, start) if starts is None or start in starts else 0
         if end:
             found.append(digits[start:end])
         start = end or start + 1
     return found
 
 
+def _group_starts(run: str) -> AbstractSet[int]:
+    """Where each digit group of a run begins, counted in the run's digits."""
+    starts, position = set(), 0
+    for group in _GROUP.findall(run):
+        starts.add(position)
+        position += len(group)
+    return starts
+
+
 def mask_card_numbers(text: str) -> Tuple[str, int]:
     """Return `text` with card numbers masked, and how many were masked.
 
     Each digit run that contains a card number is replaced as a whole by one mask per card
-    number in it, e.g. "4111 1111 1111 1111 exp 12/27" -> "[card number ending 1111] exp 12/27"."""
+    number in it, e.g. "4111 1111 1111 1111 exp 12/27" -> "[card number ending 1111] exp 12/27".
+    A card number begins where a digit group begins: people type a card from its first digit,
+    while a window in the middle of a long machine number (a Slack timestamp, a tracking id)
+    would pass Luhn one time in ten and be masked for nothing."""
     count = 0
 
     def _mask(match: re.Match[str]) -> str:
         nonlocal count
-        cards = find_card_numbers(_ascii_digits(match.group(0)))
+        run = match.group(0)
+        cards = find_card_numbers(_ascii_digits(run), _group_starts(run))
         count += len(cards)
-        return " ".join(MASK.format(last4=card[-4:]) for card in cards) if cards else match.group(0)
+        return " ".join(MASK.format(last4=card[-4:]) for card in cards) if cards else run
 
     return _RUN.sub(_mask, text or ""), count
 
