@@ -3,6 +3,7 @@
 from the signed token (and none from a forged one), the handoff state, keyboard and phone use."""
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -73,6 +74,7 @@ def test_order_status_with_buttons_history_and_thumbs_down(browser, demo, stack)
     browser.wait_for(".sbw-input")  # the chat stays open after a reload
     assert browser.texts(".sbw-log .sbw-bubble") == before
     assert session_id(browser) == conversation
+    assert stored(browser)["session_key"]  # what let it rejoin (and reads the state, sends feedback)
     # The same conversation goes on (Rasa's tracker, via session_request with the stored id).
     assert len([e for e in stack.tracker(conversation)["events"] if e["event"] == "user"]) == 3
 
@@ -94,6 +96,35 @@ def test_order_status_with_buttons_history_and_thumbs_down(browser, demo, stack)
     hosts = {urlsplit(url).hostname for url in browser.requests() if url.startswith("http")}
     assert hosts == {"127.0.0.1"}, hosts
     assert browser.console_errors() == []
+
+
+def stored(browser: Browser) -> dict:
+    return json.loads(browser.evaluate("sessionStorage.getItem('supportbot.widget.v1')"))
+
+
+def test_a_copied_session_id_without_its_key_starts_a_new_chat(browser, demo, stack):
+    open_chat(browser, demo + "/")
+    say(browser, "hello")
+    browser.wait_for(BOT)
+    copied = {**stored(browser), "session_key": None, "open": False}
+    other = Browser()
+    try:
+        other.init_script("sessionStorage.getItem('supportbot.widget.v1') || sessionStorage.setItem("
+                          f"'supportbot.widget.v1', {json.dumps(json.dumps(copied))})")
+        open_chat(other, demo + "/")
+        for _ in range(50):  # until the server has confirmed a session
+            if session_id(other) != copied["session_id"]:
+                break
+            time.sleep(0.2)
+        assert session_id(other) != copied["session_id"]
+        assert other.texts(".sbw-log .sbw-bubble") == []  # the copied history is dropped too
+        say(other, "where is my order 4817263")
+        wait_bot(other, "Order 4817263 is on its way")
+        assert other.console_errors() == []
+    finally:
+        other.close()
+    user = [e["text"] for e in stack.tracker(copied["session_id"])["events"] if e["event"] == "user"]
+    assert user == ["hello"]
 
 
 def wait_for_rows(stack, conversation, count=1, tries=50):

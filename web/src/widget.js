@@ -7,14 +7,17 @@
  *   <script>SupportWidget.mount({socketUrl: "https://bot.example.com", customerToken: "...",
  *                                page: {path: location.pathname, order_id: "4817263"}});</script>
  *
- * The conversation (session id and messages) is kept in sessionStorage, so it survives a
- * reload and moving between pages of the same tab, and is gone when the tab is closed.
+ * The conversation (session id, its session key and the messages) is kept in sessionStorage,
+ * so it survives a reload and moving between pages of the same tab, and is gone when the tab
+ * is closed. The server gives the session key with the session id; only a client presenting it
+ * rejoins the session or reads its state and sends feedback (X-Session-Key).
  */
 (function () {
   "use strict";
 
   var STORAGE_KEY = "supportbot.widget.v1";
   var TYPING_TIMEOUT_MS = 30000;
+  var MAX_MESSAGE_CHARS = 2000;  // the server's default cap (SUPPORTBOT_MAX_MESSAGE_CHARS)
 
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
@@ -91,7 +94,8 @@
     this.banner = el("div", { "class": "sbw-handoff", role: "status", hidden: "" });
     this.survey = el("div", { "class": "sbw-survey", hidden: "" });
     this.input = el("input", { "class": "sbw-input", type: "text", id: "sbw-input", autocomplete: "off",
-                               maxlength: "2000", placeholder: "Type your message…" });
+                               maxlength: String(this.options.maxMessageChars || MAX_MESSAGE_CHARS),
+                               placeholder: "Type your message…" });
     this.sendButton = el("button", { "class": "sbw-send", type: "submit", text: "Send" });
     this.form = el("form", { "class": "sbw-form", onsubmit: function (event) {
       event.preventDefault();
@@ -144,16 +148,22 @@
     // socket.io's default: long-polling first, then upgrade to a WebSocket where one gets through.
     var socket = window.io(this.options.socketUrl, { path: this.options.socketPath || "/socket.io" });
     this.socket = socket;
-    socket.on("connect", function () {
-      socket.emit("session_request", { session_id: self.state.session_id || null });
-    });
-    socket.on("session_confirm", function (sessionId) {
-      var id = typeof sessionId === "string" ? sessionId : (sessionId || {}).session_id;
-      if (self.state.session_id && self.state.session_id !== id) self.state.messages = [];
+    socket.on("connect", function () { self.requestSession(); });
+    socket.on("session_confirm", function (session) {
+      var id = typeof session === "string" ? session : (session || {}).session_id;
+      if (self.state.session_id && self.state.session_id !== id) self.forget();  // the old one is gone
       self.state.session_id = id;
+      self.state.session_key = (session || {}).session_key || null;
+      self.confirmed = true;
       self.save();
       self.refreshState();
       self.flush();
+    });
+    socket.on("request_refused", function () {
+      // Only after a server restart or a lost session: ask again; the message is not retried.
+      self.showTyping(false);
+      self.add({ from: "bot", text: "Sorry, that message did not reach us. Please send it again." });
+      self.requestSession();
     });
     socket.on("bot_uttered", function (message) { self.receive(message); });
     socket.on("bot_turn_done", function (turn) {
@@ -161,14 +171,41 @@
       self.setPaused(!!turn.paused);
       if (turn.ended) self.showSurvey();
     });
-    socket.on("disconnect", function () { self.showTyping(false); });
+    socket.on("disconnect", function () {
+      self.confirmed = false;
+      self.showTyping(false);
+    });
+  };
+
+  /* Rejoin the stored session (with its key, for the same signed-in customer) or get a new one. */
+  Widget.prototype.requestSession = function () {
+    this.confirmed = false;
+    this.socket.emit("session_request", { session_id: this.state.session_id || null,
+                                          session_key: this.state.session_key || null,
+                                          customer_token: this.options.customerToken || null });
+  };
+
+  /* The server gave a different session: the stored conversation is not this one. */
+  Widget.prototype.forget = function () {
+    this.state.messages = [];
+    this.state.rated = null;
+    this.log.textContent = "";
+    this.survey.hidden = true;
+    this.setPaused(false);
+  };
+
+  Widget.prototype.keyHeaders = function (headers) {
+    headers = headers || {};
+    if (this.state.session_key) headers["X-Session-Key"] = this.state.session_key;
+    return headers;
   };
 
   /* Whether a person has taken over (e.g. after a reload, or after `supportbot resume`). */
   Widget.prototype.refreshState = function () {
     var self = this;
     if (!this.state.session_id || !window.fetch) return;
-    fetch(this.feedbackUrl + "/conversations/" + encodeURIComponent(this.state.session_id) + "/state")
+    fetch(this.feedbackUrl + "/conversations/" + encodeURIComponent(this.state.session_id) + "/state",
+          { headers: this.keyHeaders() })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (state) { if (state) self.setPaused(!!state.paused); })
       .catch(function () {});
@@ -192,7 +229,7 @@
   };
 
   Widget.prototype.flush = function () {
-    if (!this.state.session_id || !this.socket.connected) return;
+    if (!this.state.session_id || !this.confirmed || !this.socket.connected) return;
     while (this.pending.length) {
       this.socket.emit("user_uttered", { message: this.pending.shift(), session_id: this.state.session_id,
                                          metadata: this.metadata() });
@@ -268,7 +305,7 @@
 
   Widget.prototype.post = function (body) {
     return fetch(this.feedbackUrl + "/feedback", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body)
+      method: "POST", headers: this.keyHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(body)
     }).catch(function () {});
   };
 
@@ -302,7 +339,7 @@
     this.log.textContent = "";
     this.survey.hidden = true;
     this.setPaused(false);
-    this.socket.emit("session_request", { session_id: null });
+    this.requestSession();
     this.input.focus();
   };
 
