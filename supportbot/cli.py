@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import signal
 import sys
 import threading
@@ -22,7 +21,7 @@ from typing import List, Optional
 
 import requests
 
-from supportbot import processes
+from supportbot import local_secrets, processes
 from supportbot.benchmark.command import add_arguments as bench_arguments
 from supportbot.store import HandoffStore
 
@@ -42,37 +41,26 @@ Logs are in var/logs/. Press Ctrl-C to stop.
 """
 
 
-def api_token(create: bool) -> Optional[str]:
-    """The token guarding Rasa's HTTP API: RASA_AUTH_TOKEN, else one kept in var/."""
-    if os.environ.get("RASA_AUTH_TOKEN"):
-        return os.environ["RASA_AUTH_TOKEN"]
-    path = Path("var") / "rasa-auth-token"
-    if not path.exists() and create:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
-    return path.read_text().strip() if path.exists() else None
-
-
 def run(args: argparse.Namespace) -> int:
     root = Path.cwd()
     var = root / "var"
     log_dir = var / "logs"
     billing_url = f"http://127.0.0.1:{args.billing_port}"
+    # Secrets from the environment, else made once and kept in var/secrets.env (never argv).
+    shared = local_secrets.load(create=True)
     env = {
+        **shared,
         "BILLING_URL": billing_url,
+        "BILLING_API_KEYS": os.environ.get("BILLING_API_KEYS") or local_secrets.billing_api_keys(shared),
         "SUPPORTBOT_DB_URL": os.environ.get("SUPPORTBOT_DB_URL", f"sqlite:///{var / 'supportbot.db'}"),
         "RASA_TELEMETRY_ENABLED": "false",
-        # The demo store signs the widget's customer_token and the actions verify it: without a
-        # configured secret, one made for this run lets the two agree.
-        "SUPPORTBOT_IDENTITY_SECRET": os.environ.get("SUPPORTBOT_IDENTITY_SECRET") or secrets.token_urlsafe(32),
     }
     billing_db = os.environ.get("BILLING_DB_URL", f"sqlite:///{var / 'billing.db'}")
     servers = [
         processes.billing_server(args.billing_port, billing_db, log_dir, env),
         processes.action_server(ACTIONS_PORT, log_dir, env, root),
         processes.rasa_server(args.port, Path(args.model), root / "endpoints.yml",
-                              root / "credentials.yml", log_dir, api_token(create=True), env, root),
+                              root / "credentials.yml", log_dir, shared["RASA_AUTH_TOKEN"], env, root),
         processes.demo_server(args.demo_port, f"http://127.0.0.1:{args.port}", billing_url, log_dir, env, root),
     ]
     stop = threading.Event()
@@ -135,7 +123,7 @@ def handoffs(args: argparse.Namespace) -> int:
 
 def resume(args: argparse.Namespace) -> int:
     url = f"{args.rasa_url}/conversations/{requests.utils.quote(args.sender_id, safe='')}/tracker/events"
-    token = args.token or api_token(create=False)
+    token = args.token or local_secrets.load(create=False).get("RASA_AUTH_TOKEN")
     # Rasa 3.6 takes its plain auth token as a query parameter (a Bearer header means a JWT).
     params = {"token": token} if token else {}
     response = requests.post(url, json={"event": "resume"}, params=params, timeout=10)

@@ -14,6 +14,7 @@ import argparse
 import html
 import json
 import mimetypes
+import os
 import re
 from functools import partial
 from http import HTTPStatus
@@ -47,6 +48,7 @@ PAGE = """<!doctype html>
   table {{ border-collapse: collapse; width: 100%; background: #fff; }}
   th, td {{ text-align: left; padding: 8px 10px; border-bottom: 1px solid #e2e8f0; }}
   .note {{ color: #475569; font-size: 14px; }}
+  @media (max-width: 480px) {{ main {{ padding: 12px; }} th, td {{ padding: 6px; }} }}
 </style>
 </head>
 <body>
@@ -175,7 +177,8 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--billing-url", default="http://127.0.0.1:5056")
     parser.add_argument("--customer-id", default=DEMO_CUSTOMER_ID)
     args = parser.parse_args(argv)
-    store = DemoStore(args.rasa_url, BillingClient(args.billing_url, timeout=5), args.customer_id,
+    billing = BillingClient(args.billing_url, timeout=5, api_key=os.environ.get("BILLING_API_KEY"))
+    store = DemoStore(args.rasa_url, billing, args.customer_id,
                       secret_from_env())
     server = ThreadingHTTPServer((args.host, args.port), partial(Handler, store))
     print(f"Demo store on http://{args.host}:{args.port}", flush=True)

@@ -111,9 +111,11 @@ def billing_server(port: int, db_url: str, log_dir: Path, env: Optional[Dict[str
 
 def action_server(port: int, log_dir: Path, env: Optional[Dict[str, str]] = None,
                   cwd: Optional[Path] = None) -> ServerProcess:
+    """The action server (supportbot/action_server.py): answers only callers holding
+    ACTION_SERVER_TOKEN from `env`, on loopback."""
     return ServerProcess(
         "action server",
-        [str(BIN / "rasa"), "run", "actions", "--port", str(port), "--actions", "actions"],
+        [sys.executable, "-m", "supportbot.action_server", "--port", str(port), "--actions", "actions"],
         f"http://127.0.0.1:{port}/health", log_dir / "actions.log", env, cwd,
     )
 
@@ -122,13 +124,14 @@ def rasa_server(port: int, model: Path, endpoints: Path, credentials: Path, log_
                 auth_token: str, env: Optional[Dict[str, str]] = None,
                 cwd: Optional[Path] = None) -> ServerProcess:
     """Rasa with its HTTP API on, which only callers holding `auth_token` may use (the API
-    can rewrite conversations, e.g. set slots)."""
+    can rewrite conversations, e.g. set slots). The token goes in the environment, never on
+    the command line (supportbot/rasa_run.py)."""
     return ServerProcess(
         "Rasa server",
-        [str(BIN / "rasa"), "run", "--model", str(model), "--port", str(port), "--enable-api",
-         "--auth-token", auth_token, "--cors", "*", "--endpoints", str(endpoints),
-         "--credentials", str(credentials)],
-        f"http://127.0.0.1:{port}/status?token={auth_token}", log_dir / "rasa.log", env, cwd,
+        [sys.executable, "-m", "supportbot.rasa_run", "run", "--model", str(model), "--port", str(port),
+         "--enable-api", "--endpoints", str(endpoints), "--credentials", str(credentials)],
+        f"http://127.0.0.1:{port}/status?token={auth_token}", log_dir / "rasa.log",
+        {**(env or {}), "RASA_AUTH_TOKEN": auth_token}, cwd,
     )
 
 

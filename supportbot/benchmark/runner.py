@@ -104,10 +104,9 @@ def rasa_server(model: str, workdir: Path) -> Tuple[processes.ServerProcess, str
     (workdir / "endpoints.yml").write_text("# nothing: in-memory tracker store, no action server\n")
     (workdir / "credentials.yml").write_text("rest:\n")
     port, token = processes.free_port(), secrets.token_urlsafe(16)
-    command = [str(processes.BIN / "rasa"), "run", "--model", model, "--port", str(port), "--enable-api",
-               "--auth-token", token, "--endpoints", "endpoints.yml", "--credentials", "credentials.yml"]
-    server = processes.ServerProcess("Rasa server", command, f"http://127.0.0.1:{port}/status?token={token}",
-                                     workdir / "rasa.log", {"RASA_TELEMETRY_ENABLED": "false"}, workdir)
+    server = processes.rasa_server(port, Path(model).resolve(), workdir / "endpoints.yml",
+                                   workdir / "credentials.yml", workdir, token,
+                                   {"RASA_TELEMETRY_ENABLED": "false"}, workdir)
     return server, f"http://127.0.0.1:{port}/model/parse?token={token}"
 
 

@@ -13,6 +13,7 @@ import fake_slack
 import pytest
 import requests
 import yaml
+from card_leaks import card_numbers_in
 
 from supportbot import processes
 from supportbot.clients.billing import BillingClient
@@ -22,6 +23,10 @@ from supportbot.ticketing.sql import SqlTicketing
 
 IDENTITY_SECRET = "test-identity-secret-of-32-bytes!!"
 API_TOKEN = "test-rasa-api-token"
+ACTION_SERVER_TOKEN = "test-action-server-token"
+BILLING_API_KEY = "test-billing-assistant-key"
+BILLING_AGENT_API_KEY = "test-billing-agent-key"
+ACTION_SERVER_AUTH = {"Authorization": f"Bearer {ACTION_SERVER_TOKEN}"}
 
 
 @dataclass
@@ -33,6 +38,7 @@ class Stack:
     store_db_url: str
     log_dir: Path
     env: Dict[str, str]
+    demo_port: int  # reserved for the demo store (tests/web), whose origin Rasa allows
 
     def say(self, sender: str, text: str, metadata: Optional[Dict[str, Any]] = None,
             timeout: float = 60) -> List[Dict[str, Any]]:
@@ -42,6 +48,11 @@ class Stack:
         response = requests.post(f"{self.rasa_url}/webhooks/rest/webhook", json=payload, timeout=timeout)
         assert response.status_code == 200, response.text
         return response.json()
+
+    @property
+    def actions_auth(self) -> Dict[str, str]:
+        """The header Rasa sends the action server (ACTION_SERVER_TOKEN)."""
+        return ACTION_SERVER_AUTH
 
     def texts(self, sender: str, text: str, **kwargs: Any) -> str:
         """Everything the bot answered to one message, as one string."""
@@ -69,7 +80,8 @@ class Stack:
         tracker["slots"].update(slots)
         request = {"next_action": action, "sender_id": sender, "tracker": tracker,
                    "domain": self.api("/domain"), "version": "3.6.21"}
-        return [requests.post(f"{self.actions_url}/webhook", json=request, timeout=30).json()
+        return [requests.post(f"{self.actions_url}/webhook", json=request, timeout=30,
+                              headers=self.actions_auth).json()
                 for _ in range(2)]
 
     def outbox(self) -> List[Dict[str, Any]]:
@@ -79,8 +91,9 @@ class Stack:
             rows = connection.execute("SELECT * FROM outbox ORDER BY id").fetchall()
         return [dict(row) for row in rows]
 
-    def billing(self) -> BillingClient:
-        return BillingClient(self.billing_url, timeout=5)
+    def billing(self, api_key: str = BILLING_API_KEY) -> BillingClient:
+        """A billing client with the assistant's key (the agents' key on request)."""
+        return BillingClient(self.billing_url, timeout=5, api_key=api_key)
 
     def handoffs(self) -> HandoffStore:
         return HandoffStore(self.store_db_url)
@@ -110,11 +123,12 @@ def slack_api() -> Iterator[fake_slack.FakeSlack]:
 def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
           slack_api: fake_slack.FakeSlack) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
-    rasa_port, actions_port, billing_port = (processes.free_port() for _ in range(3))
+    rasa_port, actions_port, billing_port, demo_port = (processes.free_port() for _ in range(4))
     tracker_db = tmp / "tracker.db"
     endpoints = tmp / "endpoints.yml"
     endpoints.write_text(yaml.safe_dump({
-        "action_endpoint": {"url": f"http://127.0.0.1:{actions_port}/webhook"},
+        "action_endpoint": {"url": f"http://127.0.0.1:{actions_port}/webhook",
+                            "headers": ACTION_SERVER_AUTH},
         "tracker_store": {"type": "SQL", "dialect": "sqlite", "db": str(tracker_db)},
     }))
     store_db_url = f"sqlite:///{tmp / 'supportbot.db'}"
@@ -126,6 +140,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
         "SUPPORTBOT_TICKETING": "sqlite",
         "SUPPORTBOT_TICKETING_DB_URL": f"sqlite:///{tmp / 'tickets.db'}",
         "SUPPORTBOT_IDENTITY_SECRET": IDENTITY_SECRET,
+        "SUPPORTBOT_SESSION_SECRET": "test-session-secret",
+        "SUPPORTBOT_ALLOWED_ORIGINS": f"http://127.0.0.1:{demo_port}",
+        # Who may call whom (docs/security.md).
+        "ACTION_SERVER_TOKEN": ACTION_SERVER_TOKEN,
+        "BILLING_API_KEY": BILLING_API_KEY,
+        "BILLING_API_KEYS": f"assistant:assistant:{BILLING_API_KEY},agents:agent:{BILLING_AGENT_API_KEY}",
+        # Every test conversation shares the assistant's key: its own cap on failed
+        # verifications would otherwise lock later tests out (per conversation it stays 5).
+        "BILLING_VERIFY_MAX_FAILURES_PER_CLIENT": "10000",
         # The Slack channel, posting to the fake Slack Web API (see fake_slack.py).
         "SLACK_BOT_TOKEN": fake_slack.BOT_TOKEN,
         "SLACK_SIGNING_SECRET": fake_slack.SIGNING_SECRET,
@@ -138,7 +161,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
                               API_TOKEN, env, repo),
     ]
     with processes.running(servers, timeout=240):
-        yield Stack(servers[2].url, servers[1].url, servers[0].url, tracker_db, store_db_url, tmp, env)
+        yield Stack(servers[2].url, servers[1].url, servers[0].url, tracker_db, store_db_url, tmp, env,
+                    demo_port)
+    # Every store and log of the whole run, once the servers have flushed and stopped.
+    leaks = card_numbers_in(tmp)
+    if leaks:
+        pytest.fail(f"test card numbers stored or logged: {leaks}")
 
 
 @pytest.fixture

@@ -34,9 +34,11 @@ def slow_billing() -> Iterator[str]:
     server.shutdown()
 
 
-def _action_server(billing_url: str, tmp_path_factory, repo) -> Iterator[str]:
+def _action_server(billing_url: str, tmp_path_factory, repo, stack) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("actions")
     env = {"BILLING_URL": billing_url, "BILLING_TIMEOUT": "1",
+           "ACTION_SERVER_TOKEN": stack.env["ACTION_SERVER_TOKEN"],
+           "BILLING_API_KEY": stack.env["BILLING_API_KEY"],
            "SUPPORTBOT_DB_URL": f"sqlite:///{tmp / 'store.db'}"}
     server = processes.action_server(processes.free_port(), tmp, env, repo)
     with processes.running([server], timeout=120):
@@ -44,9 +46,9 @@ def _action_server(billing_url: str, tmp_path_factory, repo) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module", params=["down", "slow"])
-def failing_actions(request, tmp_path_factory, repo, slow_billing) -> Iterator[str]:
+def failing_actions(request, tmp_path_factory, repo, slow_billing, stack) -> Iterator[str]:
     billing = f"http://127.0.0.1:{processes.free_port()}" if request.param == "down" else slow_billing
-    yield from _action_server(billing, tmp_path_factory, repo)
+    yield from _action_server(billing, tmp_path_factory, repo, stack)
 
 
 def _run(actions_url: str, stack, action: str, slots: dict, text: str = "yes") -> dict:
@@ -59,7 +61,7 @@ def _run(actions_url: str, stack, action: str, slots: dict, text: str = "yes") -
                "latest_action_name": "action_listen"}
     response = requests.post(f"{actions_url}/webhook", json={
         "next_action": action, "sender_id": "backend-failure", "tracker": tracker,
-        "domain": domain, "version": "3.6.21"}, timeout=60)
+        "domain": domain, "version": "3.6.21"}, timeout=60, headers=stack.actions_auth)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -119,7 +121,7 @@ def test_billing_flows_say_the_system_is_unavailable(failing_actions, stack, act
 def tickets_down(tmp_path_factory, repo, stack) -> Iterator[str]:
     """An action server whose ticket database cannot be opened (its URL names a directory)."""
     tmp = tmp_path_factory.mktemp("tickets-down")
-    env = {"BILLING_URL": stack.billing_url, "SUPPORTBOT_DB_URL": f"sqlite:///{tmp / 'store.db'}",
+    env = {**stack.env, "SUPPORTBOT_DB_URL": f"sqlite:///{tmp / 'store.db'}",
            "SUPPORTBOT_TICKETING": "sqlite", "SUPPORTBOT_TICKETING_DB_URL": f"sqlite:///{tmp}"}
     server = processes.action_server(processes.free_port(), tmp, env, repo)
     with processes.running([server], timeout=120):

@@ -35,9 +35,9 @@ def demo(stack: Stack, repo: Path) -> Iterator[str]:
         pytest.fail(browser_driver.missing())
     if not (WIDGET_DIST / "widget.js").exists():
         pytest.fail("web/dist is missing: run `cd web && npm ci && npm run build` (make web)")
-    port = processes.free_port()
-    server = processes.demo_server(port, stack.rasa_url, stack.billing_url, stack.log_dir,
-                                   {"SUPPORTBOT_IDENTITY_SECRET": IDENTITY_SECRET}, repo)
+    # The port the stack reserved: Rasa allows this origin (SUPPORTBOT_ALLOWED_ORIGINS).
+    server = processes.demo_server(stack.demo_port, stack.rasa_url, stack.billing_url, stack.log_dir,
+                                   stack.env, repo)
     with processes.running([server], timeout=60):
         yield server.url
 
