@@ -6,10 +6,12 @@ BIN := $(VENV)/bin
 MODEL := models/supportbot.tar.gz
 # No telemetry or error reports leave the machine.
 export RASA_TELEMETRY_ENABLED := false
+DOMAIN := $(shell find domain -name '*.yml')
+FORM_RULES := data/rules/form_interruptions.yml
 # Everything a trained model depends on: retrain only when one of these changed.
-MODEL_INPUTS := config.yml domain.yml $(shell find data -name '*.yml') $(shell find supportbot/nlu -name '*.py' 2>/dev/null)
+MODEL_INPUTS := config.yml $(DOMAIN) $(FORM_RULES) $(shell find data -name '*.yml') $(shell find supportbot/nlu -name '*.py' 2>/dev/null)
 
-.PHONY: install run shell train test lint validate test-nlu test-core test-py rt web browser bench encoder-mpnet lock clean
+.PHONY: install run shell train test lint validate form-rules test-nlu test-core test-py rt web browser bench encoder-mpnet lock clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt packages/en_core_web_sm/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert (3, 8) <= sys.version_info[:2] < (3, 11), "Rasa 3.6 needs Python 3.8-3.10 (see .python-version), got " + sys.version' 
@@ -34,8 +36,16 @@ run: $(MODEL) web
 shell: install
 	$(BIN)/supportbot shell
 
+# The side-question rules of every form, generated from the forms in domain/ (docs/designer-guide.md).
+$(FORM_RULES): $(BIN)/.installed $(DOMAIN) supportbot/designer/form_rules.py
+	$(BIN)/python -m supportbot.designer.form_rules
+	@touch $@  # unchanged content is not rewritten
+
+form-rules: $(FORM_RULES)
+
+# `rasa data validate`, minus its warnings about responses that forms and actions say.
 validate: install
-	$(BIN)/rasa data validate
+	$(BIN)/python -m supportbot.designer.validate
 
 lint: install
 	$(BIN)/ruff check supportbot actions tests

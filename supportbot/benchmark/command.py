@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     data.add_argument("--train", help="banking77: train.csv; project: NLU data (default data/nlu)")
     data.add_argument("--test", help="banking77: score on this CSV instead of a validation split; "
                       "project: held-out file (default tests/nlu/test_nlu.yml)")
-    data.add_argument("--domain", help="project: domain file (default domain.yml)")
+    data.add_argument("--domain", help="project: domain file or directory (default domain)")
     data.add_argument("--folds-dir", help="nlupp: directory of fold<i>.json files")
     data.add_argument("--protocol", choices=["low", "mid", "large"], default="mid", help="nlupp (default: mid)")
     data.add_argument("--max-runs", type=int, help="nlupp: only the first N runs of the protocol")
@@ -83,10 +83,10 @@ def load_benchmark(args: argparse.Namespace):
             raise SystemExit("--folds scores on the training data's own folds: no --test")
         if args.folds < 2:
             raise SystemExit("--folds needs at least 2")
-        return datasets.load_project_folds(_path(args.train or "data/nlu"), _path(args.domain or "domain.yml"),
+        return datasets.load_project_folds(_path(args.train or "data/nlu"), _path(args.domain or "domain"),
                                            args.folds, args.seed)
     return datasets.load_project(_path(args.train or "data/nlu"), _path(args.test or "tests/nlu/test_nlu.yml"),
-                                 _path(args.domain or "domain.yml"))
+                                 _path(args.domain or "domain"))
 
 
 def machine_info() -> dict:
