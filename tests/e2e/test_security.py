@@ -195,3 +195,14 @@ def test_verification_guessing_is_locked_and_offers_a_person(stack, sender):
     assert [b["payload"] for b in locked[-1]["buttons"]] == ["/request_human", "/deny"]
     assert stack.tracker(sender)["slots"]["customer_id"] is None
     assert not stack.tracker(sender)["active_loop"].get("name")
+
+
+def test_the_repos_endpoints_file_sends_the_action_server_token(stack, repo, monkeypatch):
+    """endpoints.yml names the token as ${ACTION_SERVER_TOKEN}; Rasa must expand it (an
+    unexpanded or quoted placeholder would be sent literally and refused)."""
+    from rasa.core.utils import read_endpoints_from_path
+
+    monkeypatch.setenv("ACTION_SERVER_TOKEN", stack.env["ACTION_SERVER_TOKEN"])
+    headers = read_endpoints_from_path(repo / "endpoints.yml").action.headers
+    assert headers == stack.actions_auth
+    assert requests.get(f"{stack.actions_url}/actions", headers=headers, timeout=10).ok
