@@ -46,22 +46,27 @@ def run(args: argparse.Namespace) -> int:
     var = root / "var"
     log_dir = var / "logs"
     billing_url = f"http://127.0.0.1:{args.billing_port}"
-    # Secrets from the environment, else made once and kept in var/secrets.env (never argv).
+    # Secrets from the environment, else made once and kept in var/secrets.env (never argv);
+    # each server is given only the ones it uses (local_secrets.HELD_BY).
     shared = local_secrets.load(create=True)
+    shared["BILLING_API_KEYS"] = os.environ.get("BILLING_API_KEYS") or local_secrets.billing_api_keys(shared)
     env = {
-        **shared,
         "BILLING_URL": billing_url,
-        "BILLING_API_KEYS": os.environ.get("BILLING_API_KEYS") or local_secrets.billing_api_keys(shared),
         "SUPPORTBOT_DB_URL": os.environ.get("SUPPORTBOT_DB_URL", f"sqlite:///{var / 'supportbot.db'}"),
         "RASA_TELEMETRY_ENABLED": "false",
     }
+
+    def env_of(server: str) -> dict:
+        return {**env, **local_secrets.held_by(server, shared)}
+
     billing_db = os.environ.get("BILLING_DB_URL", f"sqlite:///{var / 'billing.db'}")
     servers = [
-        processes.billing_server(args.billing_port, billing_db, log_dir, env),
-        processes.action_server(ACTIONS_PORT, log_dir, env, root),
-        processes.rasa_server(args.port, Path(args.model), root / "endpoints.yml",
-                              root / "credentials.yml", log_dir, shared["RASA_AUTH_TOKEN"], env, root),
-        processes.demo_server(args.demo_port, f"http://127.0.0.1:{args.port}", billing_url, log_dir, env, root),
+        processes.billing_server(args.billing_port, billing_db, log_dir, env_of("billing")),
+        processes.action_server(ACTIONS_PORT, log_dir, env_of("actions"), root),
+        processes.rasa_server(args.port, Path(args.model), root / "endpoints.yml", root / "credentials.yml",
+                              log_dir, shared["RASA_AUTH_TOKEN"], env_of("rasa"), root),
+        processes.demo_server(args.demo_port, f"http://127.0.0.1:{args.port}", billing_url, log_dir,
+                              env_of("demo"), root),
     ]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -139,7 +144,9 @@ def resume(args: argparse.Namespace) -> int:
 def check_nlu(args: argparse.Namespace) -> int:
     from supportbot import nlu_gate
 
-    return nlu_gate.main(args.model, args.nlu, args.out, args.min_intent_f1, args.min_entity_f1)
+    return nlu_gate.main(args.model, args.nlu, args.out, args.min_intent_f1, args.min_entity_f1,
+                         reference=args.reference, write_reference=args.write_reference,
+                         max_drop=args.max_drop, min_support=args.min_support)
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -182,6 +189,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/nlu")
     p.add_argument("--min-intent-f1", type=float, default=0.90)
     p.add_argument("--min-entity-f1", type=float, default=0.85)
+    p.add_argument("--reference", default="tests/nlu/reference_scores.json",
+                   help="scores to compare with: the model on main (default: %(default)s)")
+    p.add_argument("--max-drop", type=float, default=0.05,
+                   help="fail when an intent or FAQ topic loses more F1 than this (default: %(default)s)")
+    p.add_argument("--min-support", type=int, default=5,
+                   help="test examples a label needs to fail on a drop (default: %(default)s)")
+    p.add_argument("--write-reference", action="store_true",
+                   help="after an intended change: write these scores to --reference (floors still apply)")
     p.set_defaults(func=check_nlu)
     p = commands.add_parser("bench", help="benchmark an NLU config against Rasa's default pipeline")
     bench_arguments(p)

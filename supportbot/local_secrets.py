@@ -26,6 +26,20 @@ GENERATED = {
 }
 
 
+# Which server needs which secret: `supportbot run` gives each only these (least privilege).
+HELD_BY = {
+    "billing": ("BILLING_API_KEYS", "BILLING_LINK_SECRET"),
+    "actions": ("ACTION_SERVER_TOKEN", "BILLING_API_KEY", "SUPPORTBOT_IDENTITY_SECRET"),
+    "rasa": ("ACTION_SERVER_TOKEN", "SUPPORTBOT_IDENTITY_SECRET", "SUPPORTBOT_SESSION_SECRET"),
+    "demo": ("BILLING_API_KEY", "SUPPORTBOT_IDENTITY_SECRET"),
+}
+
+
+def held_by(server: str, values: Mapping[str, str]) -> Dict[str, str]:
+    """The secrets of `values` that `server` uses (HELD_BY)."""
+    return {name: values[name] for name in HELD_BY[server] if name in values}
+
+
 def _read(path: Path) -> Dict[str, str]:
     values: Dict[str, str] = {}
     if path.exists():
