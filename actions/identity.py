@@ -124,6 +124,8 @@ class VerifiedFormValidation(FormValidationAction):
         """A verified customer who types another account's address starts a new verification
         (that address + one of its order numbers) instead of switching accounts silently.
         Identity from a signed channel token cannot be switched from the chat at all."""
+        if tracker.get_slot("requested_slot") not in (None, "email", "order_id"):
+            return None  # an answer to another question (a new address for the account, say)
         typed = [normalize.email(str(v)) for v in tracker.get_latest_entity_values("email")]
         typed = [email for email in typed if email]
         if not typed or not verified_customer(tracker):
