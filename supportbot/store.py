@@ -12,13 +12,14 @@ import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from sqlalchemy import Column, DateTime, Float, Integer, String, Text, UniqueConstraint, create_engine, select
+from sqlalchemy import Column, DateTime, Float, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, declarative_base
+
+from supportbot.db import make_engine  # also imported from here by slack and ticketing
 
 DEFAULT_DB_URL = "sqlite:///var/supportbot.db"
 Base = declarative_base()
@@ -195,12 +196,6 @@ class FeedbackStore:
 
 def _to_feedback(row: FeedbackRow) -> Feedback:
     return Feedback(**{name: getattr(row, name) for name in Feedback.__dataclass_fields__})
-
-
-def make_engine(db_url: str) -> Engine:
-    if db_url.startswith("sqlite:///") and db_url != "sqlite:///:memory:":
-        Path(db_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return create_engine(db_url, future=True, pool_pre_ping=True)
 
 
 def _to_handoff(row: HandoffRow) -> Handoff:

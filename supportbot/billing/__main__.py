@@ -15,9 +15,9 @@ from typing import List, Optional
 
 from supportbot.billing.auth import ApiKeys, ConfigError
 from supportbot.billing.limits import Limits
-from supportbot.billing.models import make_engine
 from supportbot.billing.seed import prepare_database
 from supportbot.billing.service import create_app
+from supportbot.db import make_engine
 
 DEFAULT_DB_URL = "sqlite:///var/billing.db"
 logger = logging.getLogger("supportbot.billing")

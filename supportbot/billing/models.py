@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Dict, Optional
 
 from sqlalchemy import (
@@ -23,11 +22,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
 )
-from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.orm import declarative_base, relationship
+
+from supportbot.db import make_engine  # noqa: F401 -- callers and tests import it from here
 
 # SQLite keeps NUMERIC as a float; SQLAlchemy rounds it back to the column's 2 decimals, which
 # is exact for amounts this size, and sums are done in Python on Decimals. So the warning is noise.
@@ -38,6 +37,7 @@ Base = declarative_base()
 
 Money = Numeric(12, 2, asdecimal=True)
 CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
 
 
 def money(value: Decimal) -> str:
@@ -55,20 +55,6 @@ def iso_date(value: Optional[dt.date]) -> Optional[str]:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-def make_engine(db_url: str) -> Engine:
-    """A 2.0-style engine; for SQLite files, also create the parent folder."""
-    url = make_url(db_url)
-    if not url.drivername.startswith("sqlite"):
-        return create_engine(url, future=True, pool_pre_ping=True)
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    # Requests run in worker threads; a generous busy timeout lets concurrent writers queue
-    # behind SQLite's single write lock instead of failing with "database is locked".
-    return create_engine(
-        url, future=True, connect_args={"check_same_thread": False, "timeout": 30}
-    )
 
 
 class Customer(Base):
