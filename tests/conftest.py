@@ -1,4 +1,6 @@
-"""Shared fixtures: the repository paths and the trained model the end-to-end tests load."""
+"""Shared fixtures: the repository paths, the trained model the end-to-end tests load and the
+store databases; the plugins every suite loads. (Where helper modules are imported from is
+`pythonpath` in pyproject.toml.)"""
 from __future__ import annotations
 
 import os
@@ -6,7 +8,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from databases import POSTGRES_URL
+from postgres_url import POSTGRES_URL
+
+# The assistant's stack, one per session for tests/e2e and tests/web; the `slow` mark.
+pytest_plugins = ["plugins.stack", "plugins.slow_tests"]
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "models" / "supportbot.tar.gz"

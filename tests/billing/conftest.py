@@ -1,7 +1,7 @@
 """Real billing servers for the tests: one on a temp SQLite file, one on Postgres.
 
 Each server is `python -m supportbot.billing --reset` in a subprocess, so the tests exercise
-exactly what a developer runs, with the API keys of `helpers.API_KEYS`.
+exactly what a developer runs, with the API keys of `billing_api.API_KEYS`.
 """
 
 from __future__ import annotations
@@ -13,16 +13,15 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from helpers import ASSISTANT_KEY, billing_process
+from billing_api import ASSISTANT_KEY, billing_process
+from postgres_url import POSTGRES_URL as DEFAULT_POSTGRES_URL
 from sqlalchemy.engine import Engine
 
 from supportbot import processes
 from supportbot.billing.models import make_engine
 from supportbot.clients.billing import BillingClient
 
-POSTGRES_URL = os.environ.get(
-    "BILLING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("BILLING_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
 
 
 @dataclass(frozen=True)

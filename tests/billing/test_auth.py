@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 import requests
 import yaml
-from helpers import AGENT_KEY, API_KEYS, ASSISTANT_KEY, Api, api, assert_error, new_key
+from billing_api import AGENT_KEY, API_KEYS, ASSISTANT_KEY, Api, api, assert_error, new_key
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 

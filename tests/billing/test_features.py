@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from helpers import ASSISTANT_KEY, api, assert_error, new_key, run_in_threads
+from billing_api import ASSISTANT_KEY, api, assert_error, new_key, run_in_threads
 from sqlalchemy import MetaData, String, Text, func, select
 from sqlalchemy.orm import Session
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Callable, Dict
 
 import pytest
-from helpers import ASSISTANT_KEY, api, assert_error, new_key, run_in_threads
+from billing_api import ASSISTANT_KEY, api, assert_error, new_key, run_in_threads
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import socket
 from decimal import Decimal
 from typing import Any
@@ -17,8 +18,11 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import yaml
-from helpers import ASSISTANT_KEY, api, assert_error, new_key, run_in_threads
+from billing_api import API_KEYS, ASSISTANT_KEY, api, assert_error, new_key, run_in_threads
 
+from supportbot.billing.auth import ApiKeys
+from supportbot.billing.limits import Limits
+from supportbot.billing.service import create_app
 from supportbot.clients.billing import BillingClient, Refund
 from supportbot.errors import Conflict, InvalidRequest, NotFound
 
@@ -34,23 +38,12 @@ def test_health_and_openapi_document_every_route(client: BillingClient, billing_
     assert response.ok
     spec = yaml.safe_load(response.text)
     assert spec["openapi"].startswith("3.0")
-    assert set(spec["paths"]) == {
-        "/health", "/openapi.yaml", "/customers/verify", "/customers/{cid}",
-        "/customers/{cid}/orders", "/customers/{cid}/orders/{oid}",
-        "/customers/{cid}/orders/{oid}/cancel", "/customers/{cid}/orders/{oid}/shipping-address",
-        "/customers/{cid}/invoices", "/customers/{cid}/invoices/{iid}",
-        "/customers/{cid}/payments", "/customers/{cid}/refunds",
-        "/customers/{cid}/refunds/{rid}", "/customers/{cid}/refunds/quote",
-        "/customers/{cid}/payments/duplicates", "/customers/{cid}/disputes", "/plans",
-        "/customers/{cid}/subscriptions", "/customers/{cid}/subscriptions/{sid}",
-        "/customers/{cid}/subscriptions/{sid}/cancel",
-        "/customers/{cid}/subscriptions/{sid}/retention-offer",
-        "/customers/{cid}/subscriptions/{sid}/plan-change/preview",
-        "/customers/{cid}/subscriptions/{sid}/plan-change",
-        "/customers/{cid}/payment-method-links", "/customers/{cid}/email-changes",
-        "/password-resets", "/account-unlocks", "/documents/invoices/{iid}", "/pay/update",
-        "/account/unlock", "/account/confirm-email",
-    }
+    # Every path the app registers, and no other. Parameters are compared by position only:
+    # the service names some `item_id` where the document says `oid`, `iid` or `sid`.
+    app = create_app("sqlite://", api_keys=ApiKeys.parse(API_KEYS), limits=Limits())
+    registered = {"/" + re.sub(r"<\w+(:[^>]*)?>", "{}", route.path) for route in app.router.routes}
+    documented = {re.sub(r"\{\w+\}", "{}", path) for path in spec["paths"]}
+    assert len(registered) >= 31 and documented == registered
 
 
 def test_seed_customers(client: BillingClient):

@@ -1,7 +1,7 @@
 """The verification rate limit: failed `/customers/verify` attempts are counted per
 conversation, per customer (or unknown email) and per client, in the database.
 
-These tests verify as the `limits` and `sweeper` clients (helpers.API_KEYS), so their failures
+These tests verify as the `limits` and `sweeper` clients (billing_api.API_KEYS), so their failures
 never lock the `assistant` client that the other billing tests use. Each uses fresh
 conversation ids and customers of its own.
 """
@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 
 import pytest
 import requests
-from helpers import (
+from billing_api import (
     ASSISTANT_KEY,
     LIMITS_KEY,
     SWEEPER_KEY,

@@ -91,8 +91,10 @@ def test_retried_refund_action_refunds_once(stack, sender):
     domain = stack.api("/domain")
     request = {"next_action": "action_create_refund", "sender_id": sender, "tracker": tracker,
                "domain": domain, "version": "3.6.21"}
-    first = requests.post(f"{stack.actions_url}/webhook", json=request, timeout=30).json()
-    second = requests.post(f"{stack.actions_url}/webhook", json=request, timeout=30).json()
+    first = requests.post(f"{stack.actions_url}/webhook", json=request, timeout=30,
+                          headers=stack.actions_auth).json()
+    second = requests.post(f"{stack.actions_url}/webhook", json=request, timeout=30,
+                           headers=stack.actions_auth).json()
     assert first["responses"] == second["responses"]
     [done] = first["responses"]
     assert done["response"] == "utter_refund_done" and done["refund_id"].startswith("R-")

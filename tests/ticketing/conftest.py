@@ -3,21 +3,17 @@ the embedded queue on a temporary SQLite file, a private Request Tracker 5 serve
 once per session, see rt_server.py), and the local fake Zendesk (fake_zendesk.py)."""
 from __future__ import annotations
 
-import sys
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+import rt_server
+from fake_zendesk import FakeZendesk
+from postgres_url import POSTGRES_URL
+from ticket_backends import Backend, make_rt, make_zendesk, rt_comments
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import rt_server  # noqa: E402
-from backends import Backend, make_rt, make_zendesk, rt_comments  # noqa: E402
-from databases import POSTGRES_URL  # noqa: E402
-from fake_zendesk import FakeZendesk  # noqa: E402
-
-from supportbot.ticketing.sql import SqlTicketing  # noqa: E402
+from supportbot.ticketing.sql import SqlTicketing
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,11 @@ from supportbot.ticketing.sql import SqlTicketing
 from supportbot.ticketing.zendesk import ZendeskTicketing
 
 
-def test_sqlite_is_the_default_on_the_assistants_database(db_url):
+def test_sqlite_is_the_default_on_the_assistants_database(db_url, tmp_path):
     adapter = ticketing_from_env({"SUPPORTBOT_DB_URL": db_url})
     assert isinstance(adapter, SqlTicketing) and adapter.db_url == db_url
-    own = db_url.replace("supportbot.db", "tickets.db")
+    own = f"sqlite:///{tmp_path / 'tickets.db'}"
+    assert own != db_url  # else the next line could not tell the two settings apart
     assert ticketing_from_env({"SUPPORTBOT_DB_URL": db_url, "SUPPORTBOT_TICKETING_DB_URL": own}).db_url == own
 
 

@@ -32,7 +32,7 @@ def tracker(sender: str, slots=None) -> Tracker:
 
 
 def test_handoff_files_one_ticket_per_turn(fresh_backends, db_url):
-    verified = {"customer_id": "C-1002", "customer_verified": True, "email": "bob@example.com"}
+    verified = {"customer_id": "C-1002", "customer_verified": True, "customer_email": "bob@example.com"}
     for _ in range(2):  # the action server retrying the same turn
         dispatcher = CollectingDispatcher()
         events = handoff.hand_off(dispatcher, tracker("conv-1", verified), "customer_request")

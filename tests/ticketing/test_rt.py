@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from backends import make_rt
 from hung_server import HungServer
+from ticket_backends import make_rt
 
 from supportbot import processes
 from supportbot.errors import BackendUnavailable, Conflict, Forbidden

@@ -7,8 +7,8 @@ from __future__ import annotations
 import base64
 
 import pytest
-from backends import make_zendesk
 from fake_zendesk import fixture
+from ticket_backends import make_zendesk
 
 from supportbot.errors import BackendUnavailable, Conflict, NotFound
 

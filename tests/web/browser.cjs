@@ -1,4 +1,4 @@
-// Drives one headless Chromium page for the pytest browser tests (tests/web/browser.py).
+// Drives one headless Chromium page for the pytest browser tests (tests/web/chromium.py).
 // Reads one JSON command per line on stdin, answers one JSON line on stdout:
 //   {"op": "goto", "args": ["http://..."]}  ->  {"ok": true, "result": ...} | {"ok": false, "error": "..."}
 // playwright-core comes from web/node_modules (pinned in web/package-lock.json) and uses the

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from browser import Browser
+from chromium import Browser
 
 from supportbot.identity import issue_token
 from supportbot.store import FeedbackStore

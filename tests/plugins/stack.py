@@ -1,6 +1,10 @@
 """The whole assistant as real processes: billing service, action server and Rasa server
 (REST and socket.io channels, SQLite tracker store), each on a free port with its own
-temporary databases. Started once per test session; tests talk to it over HTTP."""
+temporary databases, plus the fake Slack Web API (tests/e2e/fake_slack.py) Rasa posts to.
+
+One `stack` per test session, shared by tests/e2e and tests/web; tests talk to it over HTTP.
+When it stops, every store and log it wrote is scanned for test card numbers
+(tests/e2e/card_leaks.py). Registered in tests/conftest.py."""
 from __future__ import annotations
 
 import sqlite3
@@ -38,7 +42,7 @@ class Stack:
     store_db_url: str
     log_dir: Path
     env: Dict[str, str]
-    demo_port: int  # reserved for the demo store (tests/web), whose origin Rasa allows
+    demo_port: int  # reserved for the demo store (tests/web/conftest.py), whose origin Rasa allows
 
     def say(self, sender: str, text: str, metadata: Optional[Dict[str, Any]] = None,
             timeout: float = 60) -> List[Dict[str, Any]]:
@@ -91,6 +95,11 @@ class Stack:
             rows = connection.execute("SELECT * FROM outbox ORDER BY id").fetchall()
         return [dict(row) for row in rows]
 
+    def forget_failed_verifications(self) -> None:
+        """Clear the billing service's counts of failed verifications, and so its lockouts."""
+        with sqlite3.connect(self.log_dir / "billing.db") as connection:
+            connection.execute("DELETE FROM verify_counters")
+
     def billing(self, api_key: str = BILLING_API_KEY) -> BillingClient:
         """A billing client with the assistant's key (the agents' key on request)."""
         return BillingClient(self.billing_url, timeout=5, api_key=api_key)
@@ -122,6 +131,7 @@ def slack_api() -> Iterator[fake_slack.FakeSlack]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
           slack_api: fake_slack.FakeSlack) -> Iterator[Stack]:
+    """The assistant on the trained model (`repo` and `model` come from tests/conftest.py)."""
     tmp = tmp_path_factory.mktemp("stack")
     rasa_port, actions_port, billing_port, demo_port = (processes.free_port() for _ in range(4))
     tracker_db = tmp / "tracker.db"
@@ -167,6 +177,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
     leaks = card_numbers_in(tmp)
     if leaks:
         pytest.fail(f"test card numbers stored or logged: {leaks}")
+
+
+@pytest.fixture(autouse=True)
+def failed_verifications_end_with_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Five failed verifications lock a customer for 15 minutes, and every test shares the
+    stack: a test that locks Alice on purpose (test_security.py) must not lock her for the
+    e2e and browser tests after it."""
+    yield
+    if "stack" in request.fixturenames:
+        request.getfixturevalue("stack").forget_failed_verifications()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Building the adapters under test, and what an agent would do in each backend's own UI."""
+"""The ticketing backends under test: building each adapter, and what an agent would do in
+the backend's own UI (set a status, count comments)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,5 @@
-"""What the billing tests share: API keys, how a test server is started, fresh idempotency
-keys, error checks and simultaneous calls."""
+"""How the billing tests talk to the service: its test API keys, how a test server is started,
+`requests` with a key (`api`), fresh idempotency keys, error checks and simultaneous calls."""
 from __future__ import annotations
 
 import threading
