@@ -9,7 +9,6 @@ one that mentions a chargeback or the bank, goes to a person instead of the serv
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from decimal import Decimal
 from typing import Any, Dict, List, Optional, Sequence
@@ -30,6 +29,7 @@ from actions.common import (
 from actions.handoff import hand_off
 from actions.identity import CustomerFormValidation, verified_customer
 from actions.refunds import auto_refund_limit, over_limit_reason
+from supportbot import settings
 from supportbot.clients.billing import Invoice, Payment
 from supportbot.errors import BackendError, InvalidRequest, NeedsReview
 from supportbot.nlu import normalize
@@ -52,7 +52,7 @@ MAX_CHOICES = 3
 
 
 def dispute_auto_limit() -> Decimal:
-    return Decimal(os.environ.get("SUPPORTBOT_DISPUTE_AUTO_LIMIT", "100"))
+    return settings.amount("SUPPORTBOT_DISPUTE_AUTO_LIMIT")
 
 
 # --- invoices ----------------------------------------------------------------------------

@@ -5,7 +5,6 @@ the billing service's policy are not made by the bot: they go to a person with t
 """
 from __future__ import annotations
 
-import os
 import re
 from decimal import Decimal
 from typing import Any, Dict, List, Optional
@@ -18,6 +17,7 @@ from rasa_sdk.types import DomainDict
 from actions.common import billing, latest_intent, month_day, reply_to_backend_error, turn_key
 from actions.handoff import hand_off
 from actions.identity import VerifiedFormValidation, verified_customer
+from supportbot import settings
 from supportbot.errors import BackendError, InvalidRequest, NeedsReview
 from supportbot.nlu import normalize
 
@@ -44,7 +44,7 @@ def describe_target(target: Dict[str, str]) -> str:
 
 
 def auto_refund_limit() -> Decimal:
-    return Decimal(os.environ.get("SUPPORTBOT_REFUND_AUTO_LIMIT", "200"))
+    return settings.amount("SUPPORTBOT_REFUND_AUTO_LIMIT")
 
 
 def over_limit_reason(currency: str) -> str:

@@ -8,7 +8,6 @@ confirm) tells the rules in data/rules/subscriptions.yml what a yes or a no answ
 """
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -28,6 +27,7 @@ from actions.common import (
 )
 from actions.identity import CustomerFormValidation, verified_customer
 from actions.refunds import POLICY_TEXT
+from supportbot import settings
 from supportbot.clients.billing import Invoice, Subscription
 from supportbot.errors import BackendError, InvalidRequest
 
@@ -40,7 +40,7 @@ NO_SUBSCRIPTION = "utter_no_active_subscription"
 
 
 def retention_enabled() -> bool:
-    return os.environ.get("SUPPORTBOT_RETENTION_OFFER", "on").lower() not in ("off", "0", "false", "no")
+    return settings.flag("SUPPORTBOT_RETENTION_OFFER")
 
 
 def active_subscription(customer_id: str) -> Optional[Subscription]:

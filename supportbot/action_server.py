@@ -22,7 +22,6 @@ import hmac
 import itertools
 import json
 import logging
-import os
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -35,12 +34,12 @@ from sanic import Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from supportbot import settings
 from supportbot.redact import install_log_masking
 
 logger = logging.getLogger(__name__)
 
 TOKEN_ENV = "ACTION_SERVER_TOKEN"
-DEFAULT_THREADS = 16
 # A tracker of a long conversation is a few MB at most; Sanic's default is 100 MB.
 REQUEST_MAX_SIZE = 20 * 1024 * 1024
 PUBLIC_PATHS = {"/health"}
@@ -74,7 +73,7 @@ def _action_call(request: Request) -> Optional[Dict[str, Any]]:
     return call if isinstance(call, dict) else None
 
 
-def create_app(actions_package: str, token: str, threads: int = DEFAULT_THREADS) -> Sanic:
+def create_app(actions_package: str, token: str, threads: int) -> Sanic:
     if not token:
         raise ValueError(f"{TOKEN_ENV} is empty: the action server must authenticate Rasa")
     # Sanic refuses two apps of one name in a process; tests may build several.
@@ -127,15 +126,15 @@ def create_app(actions_package: str, token: str, threads: int = DEFAULT_THREADS)
 
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description="Run the assistant's action server.")
-    parser.add_argument("--host", default=os.environ.get("ACTION_SERVER_HOST", "127.0.0.1"))
+    parser.add_argument("--host", default=settings.get("ACTION_SERVER_HOST"))
     parser.add_argument("--port", type=int, default=5055)
     parser.add_argument("--actions", default="actions", help="the package with the actions")
     parser.add_argument("--threads", type=int,
-                        default=int(os.environ.get("ACTION_SERVER_THREADS", DEFAULT_THREADS)))
+                        default=settings.integer("ACTION_SERVER_THREADS", minimum=1))
     args = parser.parse_args(argv)
     install_log_masking()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s - %(message)s")
-    token = os.environ.get(TOKEN_ENV, "")
+    token = settings.get(TOKEN_ENV) or ""
     if not token:
         parser.exit(2, f"{TOKEN_ENV} is not set: the action server answers only Rasa, which sends "
                        "it (endpoints.yml). `supportbot run` generates one.\n")

@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import unicodedata
@@ -41,7 +40,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
-from supportbot import feedback
+from supportbot import feedback, settings
 from supportbot.identity import customer_from_metadata
 from supportbot.redact import CardFragments, install_log_masking, mask_in_structure
 from supportbot.store import FeedbackStore
@@ -59,15 +58,11 @@ CARD_WARNING = (
 
 OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
 
-DEFAULT_ALLOWED_ORIGINS = ("http://127.0.0.1:5057", "http://localhost:5057")  # the demo store
-
 
 def allowed_origins(environ: Optional[Mapping[str, str]] = None) -> List[str]:
     """The web origins that may use the channels from a browser (CORS and socket.io):
     SUPPORTBOT_ALLOWED_ORIGINS, comma-separated, else the demo store's."""
-    environ = os.environ if environ is None else environ
-    configured = [o.strip() for o in environ.get("SUPPORTBOT_ALLOWED_ORIGINS", "").split(",") if o.strip()]
-    return configured or list(DEFAULT_ALLOWED_ORIGINS)
+    return [o.strip() for o in settings.get("SUPPORTBOT_ALLOWED_ORIGINS", environ).split(",") if o.strip()]
 
 
 # Card numbers split over two messages of one sender (supportbot.redact.CardFragments).
@@ -110,16 +105,11 @@ class Limits:
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> Limits:
-        environ = os.environ if environ is None else environ
         values = {}
         for field, name in (("message_chars", "SUPPORTBOT_MAX_MESSAGE_CHARS"),
                             ("sender_id_chars", "SUPPORTBOT_MAX_SENDER_ID_CHARS"),
                             ("metadata_bytes", "SUPPORTBOT_MAX_METADATA_BYTES")):
-            raw = environ.get(name, "").strip()
-            if raw:
-                if not raw.isdigit() or int(raw) < 1:
-                    raise ValueError(f"{name} must be a positive whole number, not {raw!r}")
-                values[field] = int(raw)
+            values[field] = settings.integer(name, environ, minimum=1)
         return cls(**values)
 
 
@@ -266,8 +256,7 @@ class AnsweringSocketIOOutput(SocketIOOutput):
 
 def session_secret(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
     """SUPPORTBOT_SESSION_SECRET, else SUPPORTBOT_IDENTITY_SECRET, else None."""
-    environ = os.environ if environ is None else environ
-    return environ.get("SUPPORTBOT_SESSION_SECRET") or environ.get("SUPPORTBOT_IDENTITY_SECRET") or None
+    return settings.get("SUPPORTBOT_SESSION_SECRET", environ)
 
 
 class SessionKeys:

@@ -21,7 +21,7 @@ from typing import List, Optional
 
 import requests
 
-from supportbot import local_secrets, processes
+from supportbot import local_secrets, processes, settings
 from supportbot.benchmark.command import add_arguments as bench_arguments
 from supportbot.store import HandoffStore
 
@@ -49,17 +49,17 @@ def run(args: argparse.Namespace) -> int:
     # Secrets from the environment, else made once and kept in var/secrets.env (never argv);
     # each server is given only the ones it uses (local_secrets.HELD_BY).
     shared = local_secrets.load(create=True)
-    shared["BILLING_API_KEYS"] = os.environ.get("BILLING_API_KEYS") or local_secrets.billing_api_keys(shared)
+    shared["BILLING_API_KEYS"] = settings.get("BILLING_API_KEYS") or local_secrets.billing_api_keys(shared)
     env = {
         "BILLING_URL": billing_url,
-        "SUPPORTBOT_DB_URL": os.environ.get("SUPPORTBOT_DB_URL", f"sqlite:///{var / 'supportbot.db'}"),
+        "SUPPORTBOT_DB_URL": settings.get("SUPPORTBOT_DB_URL"),
         "RASA_TELEMETRY_ENABLED": "false",
     }
 
     def env_of(server: str) -> dict:
         return {**env, **local_secrets.held_by(server, shared)}
 
-    billing_db = os.environ.get("BILLING_DB_URL", f"sqlite:///{var / 'billing.db'}")
+    billing_db = settings.get("BILLING_DB_URL")
     servers = [
         processes.billing_server(args.billing_port, billing_db, log_dir, env_of("billing")),
         processes.action_server(ACTIONS_PORT, log_dir, env_of("actions"), root),
@@ -167,12 +167,12 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     p = commands.add_parser("run", help="start everything with embedded defaults")
     p.add_argument("--model", default="models/supportbot.tar.gz")
-    p.add_argument("--port", type=int, default=int(os.environ.get("RASA_PORT", 5005)))
-    p.add_argument("--billing-port", type=int, default=int(os.environ.get("BILLING_PORT", 5056)))
-    p.add_argument("--demo-port", type=int, default=int(os.environ.get("DEMO_PORT", 5057)))
+    p.add_argument("--port", type=int, default=settings.integer("RASA_PORT"))
+    p.add_argument("--billing-port", type=int, default=settings.integer("BILLING_PORT"))
+    p.add_argument("--demo-port", type=int, default=settings.integer("DEMO_PORT"))
     p.set_defaults(func=run)
     p = commands.add_parser("shell", help="chat with the running assistant in the terminal")
-    p.add_argument("--rasa-url", default=os.environ.get("RASA_URL", "http://127.0.0.1:5005"))
+    p.add_argument("--rasa-url", default=settings.get("RASA_URL"))
     p.add_argument("--sender", help="conversation id (default: a new one)")
     p.set_defaults(func=shell)
     p = commands.add_parser("handoffs", help="list handoff records")
@@ -180,8 +180,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=handoffs)
     p = commands.add_parser("resume", help="hand a paused conversation back to the bot")
     p.add_argument("sender_id")
-    p.add_argument("--rasa-url", default=os.environ.get("RASA_URL", "http://127.0.0.1:5005"))
-    p.add_argument("--token", default=os.environ.get("RASA_AUTH_TOKEN"))
+    p.add_argument("--rasa-url", default=settings.get("RASA_URL"))
+    p.add_argument("--token", default=settings.get("RASA_AUTH_TOKEN"))
     p.set_defaults(func=resume)
     p = commands.add_parser("check-nlu", help="held-out NLU scores with pass/fail thresholds")
     p.add_argument("--model", default="models/supportbot.tar.gz")

@@ -14,7 +14,6 @@ import argparse
 import html
 import json
 import mimetypes
-import os
 import re
 from functools import partial
 from http import HTTPStatus
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
+from supportbot import settings
 from supportbot.clients.billing import BillingClient
 from supportbot.errors import BackendError, NotFound
 from supportbot.identity import issue_token, secret_from_env
@@ -177,7 +177,7 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--billing-url", default="http://127.0.0.1:5056")
     parser.add_argument("--customer-id", default=DEMO_CUSTOMER_ID)
     args = parser.parse_args(argv)
-    billing = BillingClient(args.billing_url, timeout=5, api_key=os.environ.get("BILLING_API_KEY"))
+    billing = BillingClient(args.billing_url, timeout=5, api_key=settings.get("BILLING_API_KEY"))
     store = DemoStore(args.rasa_url, billing, args.customer_id,
                       secret_from_env())
     server = ThreadingHTTPServer((args.host, args.port), partial(Handler, store))

@@ -8,17 +8,18 @@ verifies with email and order number.
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Dict, Optional
 
 import jwt
 
+from supportbot import settings
+
 ALGORITHM = "HS256"
 
 
 def secret_from_env() -> Optional[str]:
-    return os.environ.get("SUPPORTBOT_IDENTITY_SECRET") or None
+    return settings.get("SUPPORTBOT_IDENTITY_SECRET")
 
 
 def issue_token(customer_id: str, secret: str, ttl_seconds: int = 3600, **claims: Any) -> str:

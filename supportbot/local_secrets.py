@@ -12,6 +12,8 @@ import secrets
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
+from supportbot import settings
+
 SECRETS_FILE = Path("var") / "secrets.env"
 
 # name -> what it protects (also the file's comments)
@@ -54,14 +56,14 @@ def load(create: bool, path: Path = SECRETS_FILE,
          environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """Every secret in GENERATED: the environment's value, else the file's, else (with
     `create`) a new one written to the file. Without `create`, missing ones are left out."""
-    environ = os.environ if environ is None else environ
     stored = _read(path)
     missing = [name for name in GENERATED if name not in stored]
     if create and missing:
         for name in missing:
             stored[name] = secrets.token_urlsafe(32)
         _write(path, stored)
-    return {name: environ.get(name) or stored[name] for name in GENERATED if environ.get(name) or name in stored}
+    return {name: settings.given(name, environ) or stored[name] for name in GENERATED
+            if settings.given(name, environ) or name in stored}
 
 
 def _write(path: Path, values: Dict[str, str]) -> None:

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import List, Optional
 
+from supportbot import settings
 from supportbot.channels import allowed_origins
 from supportbot.redact import install_log_masking
 
@@ -19,13 +20,13 @@ REQUEST_MAX_SIZE = 1024 * 1024
 
 
 def rasa_arguments(argv: List[str], environ: Optional[dict] = None) -> List[str]:
-    environ = os.environ if environ is None else environ
     if "--auth-token" in argv or "--cors" in argv:
         raise SystemExit("Pass the token in RASA_AUTH_TOKEN and origins in SUPPORTBOT_ALLOWED_ORIGINS, "
                          "not on the command line.")
     extra = ["--cors", *allowed_origins(environ)]
-    if environ.get("RASA_AUTH_TOKEN"):
-        extra += ["--auth-token", environ["RASA_AUTH_TOKEN"]]
+    token = settings.get("RASA_AUTH_TOKEN", environ)
+    if token:
+        extra += ["--auth-token", token]
     return argv + extra
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -47,12 +46,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, declarative_base
 
+from supportbot import settings
 from supportbot.channels import OnNewMessage, redacting
-from supportbot.store import DEFAULT_DB_URL, make_engine
+from supportbot.store import make_engine
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "https://slack.com/api/"
+DEFAULT_API_URL = settings.SETTINGS["SLACK_API_URL"].default
 NOT_CONFIGURED = (
     "The Slack channel is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET in the "
     "environment of the Rasa server (see docs/slack.md)."
@@ -78,7 +78,7 @@ class SlackEventLog:
     older than `keep` are pruned now and then."""
 
     def __init__(self, db_url: Optional[str] = None, keep: timedelta = timedelta(days=1)) -> None:
-        self.db_url = db_url or os.environ.get("SUPPORTBOT_DB_URL", DEFAULT_DB_URL)
+        self.db_url = db_url or settings.get("SUPPORTBOT_DB_URL")
         self.keep = keep
         self._engine: Optional[Engine] = None
         self._lock = threading.Lock()
@@ -195,13 +195,13 @@ class SlackInput(RasaSlackInput):
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[str, Any]]) -> SlackInput:
         credentials = credentials or {}
-        env = os.environ.get
+        env = settings.get
         return cls(
-            slack_token=credentials.get("slack_token") or env("SLACK_BOT_TOKEN", ""),
-            slack_channel=credentials.get("slack_channel") or env("SLACK_CHANNEL") or None,
+            slack_token=credentials.get("slack_token") or env("SLACK_BOT_TOKEN") or "",
+            slack_channel=credentials.get("slack_channel") or env("SLACK_CHANNEL"),
             proxy=credentials.get("proxy"),
-            slack_signing_secret=credentials.get("slack_signing_secret") or env("SLACK_SIGNING_SECRET", ""),
-            slack_api_url=credentials.get("slack_api_url") or env("SLACK_API_URL") or DEFAULT_API_URL,
+            slack_signing_secret=credentials.get("slack_signing_secret") or env("SLACK_SIGNING_SECRET") or "",
+            slack_api_url=credentials.get("slack_api_url") or env("SLACK_API_URL"),
         )
 
     def __init__(self, slack_token: str, slack_channel: Optional[str] = None, proxy: Optional[str] = None,

@@ -8,7 +8,6 @@ agent corrections write to.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,9 +18,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, declarative_base
 
+from supportbot import settings
 from supportbot.db import make_engine  # also imported from here by slack and ticketing
 
-DEFAULT_DB_URL = "sqlite:///var/supportbot.db"
 Base = declarative_base()
 
 
@@ -57,7 +56,7 @@ class Handoff:
 
 class HandoffStore:
     def __init__(self, db_url: Optional[str] = None) -> None:
-        self.db_url = db_url or os.environ.get("SUPPORTBOT_DB_URL", DEFAULT_DB_URL)
+        self.db_url = db_url or settings.get("SUPPORTBOT_DB_URL")
         self.engine: Engine = make_engine(self.db_url)
         Base.metadata.create_all(self.engine)
 
@@ -155,7 +154,7 @@ class Feedback:
 
 class FeedbackStore:
     def __init__(self, db_url: Optional[str] = None) -> None:
-        self.db_url = db_url or os.environ.get("SUPPORTBOT_DB_URL", DEFAULT_DB_URL)
+        self.db_url = db_url or settings.get("SUPPORTBOT_DB_URL")
         self.engine: Engine = make_engine(self.db_url)
         Base.metadata.create_all(self.engine)
 

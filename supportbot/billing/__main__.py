@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import List, Optional
 
+from supportbot import settings
 from supportbot.billing.auth import ApiKeys, ConfigError
 from supportbot.billing.limits import Limits
 from supportbot.billing.seed import prepare_database
 from supportbot.billing.service import create_app
 from supportbot.db import make_engine
 
-DEFAULT_DB_URL = "sqlite:///var/billing.db"
 logger = logging.getLogger("supportbot.billing")
 
 
@@ -27,7 +26,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m supportbot.billing", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5056)
-    parser.add_argument("--db", default=os.environ.get("BILLING_DB_URL", DEFAULT_DB_URL),
+    parser.add_argument("--db", default=settings.get("BILLING_DB_URL"),
                         help="SQLAlchemy URL (env BILLING_DB_URL, default %(default)s)")
     parser.add_argument("--reset", action="store_true",
                         help="drop all tables and reseed the demo data before serving")

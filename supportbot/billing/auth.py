@@ -13,10 +13,11 @@ service without keys refuses to start. See docs/billing-service.md#authenticatio
 from __future__ import annotations
 
 import hmac
-import os
 import re
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Tuple
+
+from supportbot import settings
 
 ROLES = ("assistant", "agent")
 ENV_NAME = "BILLING_API_KEYS"
@@ -63,7 +64,7 @@ class ApiKeys:
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> ApiKeys:
-        spec = (os.environ if environ is None else environ).get(ENV_NAME, "")
+        spec = settings.get(ENV_NAME, environ) or ""
         if not spec.strip():
             raise ConfigError(
                 f"{ENV_NAME} is not set: the billing service answers only callers with an API "

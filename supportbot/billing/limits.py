@@ -15,15 +15,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
-import os
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Iterable, List, Mapping, Optional
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from supportbot import settings
 from supportbot.billing.auth import ConfigError
 from supportbot.billing.models import VerifyCounter
 
@@ -40,33 +40,32 @@ class Limits:
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> Limits:
-        env = os.environ if environ is None else environ
-        failures = _integer(env, "BILLING_VERIFY_MAX_FAILURES", 5)
+        env = environ
+        failures = _integer(env, "BILLING_VERIFY_MAX_FAILURES")
         return cls(
-            refund_auto_limit=_amount(env, "BILLING_REFUND_AUTO_LIMIT", "200"),
-            dispute_auto_limit=_amount(env, "BILLING_DISPUTE_AUTO_LIMIT", "100"),
+            refund_auto_limit=_amount(env, "BILLING_REFUND_AUTO_LIMIT"),
+            dispute_auto_limit=_amount(env, "BILLING_DISPUTE_AUTO_LIMIT"),
             verify_max_failures=failures,
-            verify_window=dt.timedelta(seconds=_integer(env, "BILLING_VERIFY_WINDOW_SECONDS", 900)),
+            verify_window=dt.timedelta(seconds=_integer(env, "BILLING_VERIFY_WINDOW_SECONDS")),
             verify_max_failures_per_client=_integer(env, "BILLING_VERIFY_MAX_FAILURES_PER_CLIENT",
                                                     failures * CLIENT_CAP_FACTOR),
         )
 
 
-def _amount(env: Mapping[str, str], name: str, default: str) -> Decimal:
+def _amount(env: Mapping[str, str], name: str) -> Decimal:
     try:
-        value = Decimal(env.get(name) or default)
-    except InvalidOperation:
-        value = Decimal("NaN")
-    if not value.is_finite() or value < 0:
-        raise ConfigError(f"{name} must be an amount of 0 or more, e.g. {default}")
-    return value
+        return settings.amount(name, env)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
-def _integer(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = (env.get(name) or str(default)).strip()
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-        raise ConfigError(f"{name} must be a whole number of 1 or more, e.g. {default}")
-    return int(raw)
+def _integer(env: Mapping[str, str], name: str, fallback: Optional[int] = None) -> int:
+    """`name` (≥ 1), else `fallback` for a setting without a default of its own."""
+    try:
+        value = settings.integer(name, env, minimum=1)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return fallback if value is None else value
 
 
 # --- verification attempts ---------------------------------------------------------------

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Optional, Tuple
 from urllib.parse import urlencode
+
+from supportbot import settings
 
 # Development default only: set BILLING_LINK_SECRET in any shared or public deployment, or
 # anyone who has read this file can forge invoice links.
@@ -48,8 +49,8 @@ class Links:
 
     @classmethod
     def from_env(cls) -> Links:
-        secret = os.environ.get("BILLING_LINK_SECRET") or DEV_LINK_SECRET
-        public_url = (os.environ.get("BILLING_PUBLIC_URL") or "").rstrip("/") or None
+        secret = settings.get("BILLING_LINK_SECRET") or DEV_LINK_SECRET
+        public_url = (settings.get("BILLING_PUBLIC_URL") or "").rstrip("/") or None
         return cls(secret.encode("utf-8"), public_url)
 
     def base(self, scheme: str, host: str) -> str:

@@ -32,7 +32,6 @@ from supportbot.billing.models import (
 )
 from supportbot.billing.validation import NEEDS_REVIEW, ApiError
 
-DEFAULT_REFUND_WINDOW_DAYS = 30
 DUPLICATE_WINDOW = dt.timedelta(hours=24)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import re
 from typing import Any, Callable, Optional
 from urllib.parse import unquote
@@ -24,12 +23,12 @@ from sanic.exceptions import InvalidUsage, SanicException
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from supportbot import settings
 from supportbot.billing import pages
 from supportbot.billing.auth import ApiKeys, bearer_token
 from supportbot.billing.limits import Limits
 from supportbot.billing.links import LinkError, Links
 from supportbot.billing.operations import Store
-from supportbot.billing.policy import DEFAULT_REFUND_WINDOW_DAYS
 from supportbot.billing.routes import accounts, browser, customers, health, orders, refunds, subscriptions
 from supportbot.billing.routes.common import html_response, json_response
 from supportbot.billing.routes.health import OPENAPI_PATH  # noqa: F401 -- imported from here
@@ -53,9 +52,7 @@ def create_app(db_url: str, refund_window_days: Optional[int] = None,
     of `limits`; both raise `auth.ConfigError` when set wrong, and there is no keyless mode.
     """
     if refund_window_days is None:
-        refund_window_days = int(
-            os.environ.get("BILLING_REFUND_WINDOW_DAYS", DEFAULT_REFUND_WINDOW_DAYS)
-        )
+        refund_window_days = settings.integer("BILLING_REFUND_WINDOW_DAYS", minimum=1)
     api_keys = api_keys if api_keys is not None else ApiKeys.from_env()
     limits = limits if limits is not None else Limits.from_env()
     # Sanic refuses two apps with one name in a process; tests may build several.

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from urllib.parse import quote
 
 import requests
 
+from supportbot import settings
 from supportbot.errors import (
     BackendError,
     BackendUnavailable,
@@ -468,11 +468,10 @@ class BillingClient:
     def from_env(cls) -> BillingClient:
         """Env BILLING_URL (default http://127.0.0.1:5056), BILLING_TIMEOUT seconds (5) and
         BILLING_API_KEY, this client's key from the service's BILLING_API_KEYS."""
-        api_key = os.environ.get("BILLING_API_KEY") or None
+        api_key = settings.get("BILLING_API_KEY")
         if api_key is None:
             logger.error("BILLING_API_KEY is not set: the billing service will refuse every call")
-        return cls(os.environ.get("BILLING_URL", "http://127.0.0.1:5056"),
-                   timeout=float(os.environ.get("BILLING_TIMEOUT", "5")), api_key=api_key)
+        return cls(settings.get("BILLING_URL"), timeout=settings.number("BILLING_TIMEOUT"), api_key=api_key)
 
     # -- service and customers
 

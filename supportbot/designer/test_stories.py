@@ -62,7 +62,7 @@ def run_rasa_test(model: Path, stories: Path, out: Path) -> int:
         str(Path(sys.executable).with_name("rasa")), "test", "core", "--model", str(model),
         "--stories", str(stories), "--out", str(out), "--no-plot",
     ]
-    env = {**os.environ, "RASA_TELEMETRY_ENABLED": os.environ.get("RASA_TELEMETRY_ENABLED", "false")}
+    env = {"RASA_TELEMETRY_ENABLED": "false", **os.environ}
     with open(out / LOG, "w") as handle:
         return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
 

@@ -2,23 +2,23 @@
 Zendesk; `ticketing_from_env()` picks the adapter from configuration (docs/ticketing.md)."""
 from __future__ import annotations
 
-import os
 from typing import Callable, Dict, Mapping, Optional
 
-from supportbot.store import DEFAULT_DB_URL
+from supportbot import settings
 from supportbot.ticketing.base import Ticket, TicketingAdapter
 
 __all__ = ["Ticket", "TicketingAdapter", "ticketing_from_env"]
 
 
 def _db_url(env: Mapping[str, str]) -> str:
-    return env.get("SUPPORTBOT_TICKETING_DB_URL") or env.get("SUPPORTBOT_DB_URL") or DEFAULT_DB_URL
+    return settings.require("SUPPORTBOT_TICKETING_DB_URL", env)
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name)
+    value = settings.get(name, env)
     if not value:
-        raise ValueError(f"{name} must be set when SUPPORTBOT_TICKETING={env.get('SUPPORTBOT_TICKETING')}")
+        backend = settings.get("SUPPORTBOT_TICKETING", env)
+        raise ValueError(f"{name} must be set when SUPPORTBOT_TICKETING={backend}")
     return value
 
 
@@ -32,9 +32,9 @@ def _rt(env: Mapping[str, str]) -> TicketingAdapter:
     from supportbot.ticketing.ledger import KeyLedger
     from supportbot.ticketing.rt import RtTicketing
 
-    return RtTicketing(env.get("RT_URL", "http://127.0.0.1:8080"), env.get("RT_USER", "root"),
+    return RtTicketing(settings.get("RT_URL", env), settings.get("RT_USER", env),
                        _required(env, "RT_PASSWORD"), KeyLedger(_db_url(env)),
-                       queue=env.get("RT_QUEUE", "General"), timeout=float(env.get("RT_TIMEOUT", "5")))
+                       queue=settings.get("RT_QUEUE", env), timeout=settings.number("RT_TIMEOUT", env))
 
 
 def _zendesk(env: Mapping[str, str]) -> TicketingAdapter:
@@ -43,7 +43,7 @@ def _zendesk(env: Mapping[str, str]) -> TicketingAdapter:
 
     return ZendeskTicketing(_required(env, "ZENDESK_URL"), _required(env, "ZENDESK_EMAIL"),
                             _required(env, "ZENDESK_API_TOKEN"), KeyLedger(_db_url(env)),
-                            timeout=float(env.get("ZENDESK_TIMEOUT", "5")))
+                            timeout=settings.number("ZENDESK_TIMEOUT", env))
 
 
 ADAPTERS: Dict[str, Callable[[Mapping[str, str]], TicketingAdapter]] = {
@@ -53,8 +53,7 @@ ADAPTERS: Dict[str, Callable[[Mapping[str, str]], TicketingAdapter]] = {
 def ticketing_from_env(env: Optional[Mapping[str, str]] = None) -> TicketingAdapter:
     """The adapter SUPPORTBOT_TICKETING names (sqlite, the default; rt; zendesk), configured
     from the environment. Raises ValueError for an unknown name or missing credentials."""
-    env = os.environ if env is None else env
-    name = (env.get("SUPPORTBOT_TICKETING") or "sqlite").strip().lower()
+    name = settings.get("SUPPORTBOT_TICKETING", env).lower()
     if name not in ADAPTERS:
         raise ValueError(f"SUPPORTBOT_TICKETING={name!r}: expected one of {', '.join(ADAPTERS)}")
     return ADAPTERS[name](env)
