@@ -14,7 +14,8 @@ from postgres_url import POSTGRES_URL
 pytest_plugins = ["plugins.stack", "plugins.slow_tests"]
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = REPO / "models" / "supportbot.tar.gz"
+# SUPPORTBOT_TEST_MODEL points the suites at another trained model (e.g. one trained elsewhere).
+MODEL = Path(os.environ.get("SUPPORTBOT_TEST_MODEL") or REPO / "models" / "supportbot.tar.gz")
 
 os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 
