@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -149,6 +150,20 @@ def check_nlu(args: argparse.Namespace) -> int:
                          max_drop=args.max_drop, min_support=args.min_support)
 
 
+def learn_collect(args: argparse.Namespace) -> int:
+    """Rasa's events → the learning store, once or (--follow) every --interval seconds."""
+    from supportbot.learning.collector import Collector
+    from supportbot.learning.store import LearningStore
+
+    collector = Collector(LearningStore(args.db), args.events)
+    while True:
+        read = collector.run_once()
+        if not args.follow:
+            print(f"{read} events read")
+            return 0
+        time.sleep(args.interval)
+
+
 def bench(args: argparse.Namespace) -> int:
     from supportbot.benchmark import command
 
@@ -198,6 +213,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--write-reference", action="store_true",
                    help="after an intended change: write these scores to --reference (floors still apply)")
     p.set_defaults(func=check_nlu)
+    p = commands.add_parser("learn", help="the learning loop (docs/learning.md)")
+    learn = p.add_subparsers(dest="learn_command", required=True)
+    p = learn.add_parser("collect", help="read Rasa's event broker into the learning store")
+    p.add_argument("--events", help="the SQL event broker's database (default SUPPORTBOT_EVENTS_DB_URL)")
+    p.add_argument("--db", help="the learning store (default SUPPORTBOT_LEARNING_DB_URL)")
+    p.add_argument("--follow", action="store_true", help="keep collecting until stopped")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between reads with --follow")
+    p.set_defaults(func=learn_collect)
     p = commands.add_parser("bench", help="benchmark an NLU config against Rasa's default pipeline")
     bench_arguments(p)
     p.set_defaults(func=bench)

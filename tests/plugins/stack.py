@@ -140,6 +140,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
         "action_endpoint": {"url": f"http://127.0.0.1:{actions_port}/webhook",
                             "headers": ACTION_SERVER_AUTH},
         "tracker_store": {"type": "SQL", "dialect": "sqlite", "db": str(tracker_db)},
+        # Every event, for the learning loop's collector (tests/e2e/test_learning_capture.py).
+        "event_broker": {"type": "SQL", "dialect": "sqlite", "db": str(tmp / "events.db")},
     }))
     store_db_url = f"sqlite:///{tmp / 'supportbot.db'}"
     env = {

@@ -1,0 +1,201 @@
+"""The collector: Rasa's event broker → the learning store.
+
+Rasa publishes every tracker event to the broker configured in endpoints.yml (`event_broker`;
+the SQL broker on SQLite by default). The collector reads them in order from where it last
+stopped, stores each customer turn masked, and marks the turns worth a designer's review:
+
+- `fallback`: NLU was unsure (nlu_fallback);
+- `low_confidence` / `close_call`: top intent below LOW_CONFIDENCE, or the top two within CLOSE_CALL;
+- `clarified`: the customer answered the "did you mean" buttons; the button is the turn's label;
+- `handoff_followed`: a handoff came within HANDOFF_WINDOW customer turns;
+- `voted_down`: the customer voted the answer to it down in the widget.
+
+Each batch is one transaction with the cursor, and a turn is unique per (conversation,
+message id): a crash or a redelivery writes nothing twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional, Tuple
+
+from sqlalchemy import Column, Integer, String, Text, select
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session, declarative_base
+
+from supportbot import settings
+from supportbot.db import make_engine
+from supportbot.learning.store import CursorRow, LearningStore, TurnRow, add_reasons
+from supportbot.redact import mask_card_numbers
+from supportbot.store import FeedbackRow
+
+LOW_CONFIDENCE = 0.6
+CLOSE_CALL = 0.1
+HANDOFF_WINDOW = 2  # customer turns before a handoff that it may be blamed on
+HANDOFF_ACTIONS = frozenset({"action_handoff"})
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+PHONE = re.compile(r"(?<![\w])\+?\d[\d ().-]{6,}\d(?![\w])")
+PAYLOAD = re.compile(r"^/(?P<intent>[\w/+-]+)")
+
+BrokerBase = declarative_base()
+
+
+class BrokerEvent(BrokerBase):
+    """Rasa's SQLEventBroker table (rasa/core/brokers/sql.py): one JSON event per row."""
+
+    __tablename__ = "events"
+    id = Column(Integer, primary_key=True)
+    sender_id = Column(String(255))
+    data = Column(Text)
+
+
+def mask(text: str) -> str:
+    """Card numbers, email addresses and phone numbers out of a customer's text."""
+    text, _ = mask_card_numbers(text)
+    text = EMAIL.sub("[email]", text)
+    return PHONE.sub("[phone]", text)
+
+
+def _top(parse: Dict[str, Any]) -> Tuple[Optional[str], Optional[float], List[Dict[str, Any]], bool]:
+    """The classifier's top intent and confidence (nlu_fallback aside), its top 3, and whether
+    the message fell back."""
+    ranking = [r for r in parse.get("intent_ranking") or [] if r.get("name") != "nlu_fallback"]
+    fell_back = (parse.get("intent") or {}).get("name") == "nlu_fallback"
+    top3 = [{"name": r.get("name"), "confidence": round(float(r.get("confidence") or 0), 4)} for r in ranking[:3]]
+    if not top3:
+        intent = parse.get("intent") or {}
+        return intent.get("name"), intent.get("confidence"), [], fell_back
+    return top3[0]["name"], top3[0]["confidence"], top3, fell_back
+
+
+def reasons_for(confidence: Optional[float], ranking: List[Dict[str, Any]], fell_back: bool) -> List[str]:
+    reasons = []
+    if fell_back:
+        reasons.append("fallback")
+    if confidence is not None and confidence < LOW_CONFIDENCE:
+        reasons.append("low_confidence")
+    if len(ranking) > 1 and ranking[0]["confidence"] - ranking[1]["confidence"] < CLOSE_CALL:
+        reasons.append("close_call")
+    return reasons
+
+
+class Collector:
+    def __init__(self, store: LearningStore, events_url: Optional[str] = None,
+                 feedback_url: Optional[str] = None) -> None:
+        self.store = store
+        events_url = events_url or settings.get("SUPPORTBOT_EVENTS_DB_URL")
+        feedback_url = feedback_url or settings.get("SUPPORTBOT_DB_URL")
+        # One cursor per source: a store may collect from several brokers.
+        self.events_source, self.votes_source = _source("events", events_url), _source("votes", feedback_url)
+        self.events = make_engine(events_url)
+        BrokerBase.metadata.create_all(self.events)  # Rasa creates it too; either may come first
+        self.feedback = make_engine(feedback_url)
+
+    def run_once(self, batch: int = 1000) -> int:
+        """Collect what arrived since the last run; returns how many events were read."""
+        read = 0
+        while True:
+            with self.store.session() as session, session.begin():
+                position = int(_cursor(session, self.events_source) or 0)
+                rows = self._read_events(position, batch)
+                for row in rows:
+                    self._apply(session, row.sender_id, json.loads(row.data))
+                if rows:
+                    _set_cursor(session, self.events_source, str(rows[-1].id))
+                self._apply_votes(session)
+            read += len(rows)
+            if len(rows) < batch:
+                return read
+
+    def _read_events(self, after: int, batch: int) -> List[BrokerEvent]:
+        with Session(self.events) as session:
+            query = select(BrokerEvent).where(BrokerEvent.id > after).order_by(BrokerEvent.id).limit(batch)
+            return list(session.scalars(query))
+
+    def _apply(self, session: Session, sender_id: str, event: Dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "action":
+            if event.get("name") in HANDOFF_ACTIONS:
+                for turn in _recent_turns(session, sender_id, HANDOFF_WINDOW):
+                    add_reasons(turn, ["handoff_followed"])
+        elif kind == "user":
+            self._user_turn(session, sender_id, event)
+
+    def _user_turn(self, session: Session, sender_id: str, event: Dict[str, Any]) -> None:
+        text = event.get("text") or ""
+        payload = PAYLOAD.match(text)
+        if payload:
+            # A button right after an unclear turn answered "did you mean": it labels that turn.
+            for turn in _recent_turns(session, sender_id, 1):
+                if turn.fell_back and turn.label is None:
+                    add_reasons(turn, ["clarified"])
+                    turn.label, turn.label_source = payload.group("intent"), "customer_button"
+            return
+        message_id = event.get("message_id") or f"t{event.get('timestamp')}"
+        exists = session.scalar(select(TurnRow.id).where(TurnRow.conversation_id == sender_id,
+                                                         TurnRow.message_id == message_id))
+        if exists is not None or not text.strip():
+            return
+        parse = event.get("parse_data") or {}
+        intent, confidence, ranking, fell_back = _top(parse)
+        metadata = event.get("metadata") or {}
+        session.add(TurnRow(
+            conversation_id=sender_id, message_id=message_id, text=mask(text), intent=intent,
+            confidence=confidence, fell_back=int(fell_back), ranking_json=json.dumps(ranking),
+            entities_json=json.dumps(_entities(parse)), channel=event.get("input_channel"),
+            model_id=metadata.get("model_id"),
+            at=datetime.fromtimestamp(float(event.get("timestamp") or 0), tz=timezone.utc),
+            reasons_json=json.dumps(reasons_for(confidence, ranking, fell_back))))
+        session.flush()
+
+    def _apply_votes(self, session: Session) -> None:
+        """Thumbs-down votes since the last run mark the turn they answered."""
+        since = _cursor(session, self.votes_source)
+        query = (select(FeedbackRow.conversation_id, FeedbackRow.message_id, FeedbackRow.value,
+                        FeedbackRow.updated_at)
+                 .where(FeedbackRow.kind == "answer").order_by(FeedbackRow.updated_at))
+        if since:
+            query = query.where(FeedbackRow.updated_at > datetime.fromisoformat(since))
+        with Session(self.feedback) as feedback:
+            try:
+                votes = list(feedback.execute(query))
+            except (OperationalError, ProgrammingError):  # no feedback table yet: nobody voted
+                return
+        for conversation_id, message_id, value, _ in votes:
+            if value < 0:
+                turn = session.scalar(select(TurnRow).where(TurnRow.conversation_id == conversation_id,
+                                                            TurnRow.message_id == message_id))
+                if turn is not None:
+                    add_reasons(turn, ["voted_down"])
+        if votes:
+            _set_cursor(session, self.votes_source, votes[-1][3].isoformat())
+
+
+def _entities(parse: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Entity names and masked values (an email is an entity too)."""
+    return [{"entity": e.get("entity"), "value": mask(str(e.get("value")))} for e in parse.get("entities") or []]
+
+
+def _recent_turns(session: Session, conversation_id: str, count: int) -> List[TurnRow]:
+    query = (select(TurnRow).where(TurnRow.conversation_id == conversation_id)
+             .order_by(TurnRow.id.desc()).limit(count))
+    return list(session.scalars(query))
+
+
+def _source(kind: str, url: str) -> str:
+    return f"{kind}:{hashlib.sha256(url.encode('utf-8')).hexdigest()[:32]}"
+
+
+def _cursor(session: Session, source: str) -> Optional[str]:
+    row = session.get(CursorRow, source)
+    return row.position if row else None
+
+
+def _set_cursor(session: Session, source: str, position: str) -> None:
+    row = session.get(CursorRow, source)
+    if row is None:
+        session.add(CursorRow(source=source, position=position))
+    else:
+        row.position = position
