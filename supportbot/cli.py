@@ -164,6 +164,65 @@ def learn_collect(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
 
 
+def learn_import(args: argparse.Namespace) -> int:
+    from supportbot.learning import imports
+    from supportbot.learning.labels import known_labels
+    from supportbot.learning.store import LearningStore
+
+    try:
+        result = imports.import_csv(LearningStore(args.db), Path(args.file), known_labels(), args.source)
+    except imports.ImportRejected as error:
+        print(f"Nothing imported from {args.file}:\n{error}", file=sys.stderr)
+        return 2
+    print(f"{result.imported} imported, {result.duplicates} skipped as duplicates "
+          f"(sources: {', '.join(sorted(result.sources)) or '-'})")
+    return 0
+
+
+def learn_queue(args: argparse.Namespace) -> int:
+    from supportbot.learning import review
+    from supportbot.learning.store import LearningStore
+
+    groups = review.queue(LearningStore(args.db), args.source)
+    if not groups:
+        print("Nothing to review.")
+    for label, entries in groups.items():
+        print(f"== {label or '(no guess)'}: {sum(len(e.turns) for e in entries)} messages")
+        for entry in entries[: args.limit]:
+            ids = ",".join(str(t.id) for t in entry.turns)
+            reasons = ",".join(sorted({r for t in entry.turns for r in t.reasons}))
+            print(f"  [{ids}] value {entry.value:.2f} ({reasons}) {entry.text[:100]}")
+    return 0
+
+
+def learn_decide(args: argparse.Namespace) -> int:
+    from supportbot.learning import review
+    from supportbot.learning.labels import known_labels
+    from supportbot.learning.store import LearningStore
+
+    store, labels = LearningStore(args.db), known_labels()
+    try:
+        if getattr(args, "all", False):
+            changed = review.accept_all(store, labels, args.source)
+        else:
+            changed = review.decide(store, args.ids, args.decision, labels, getattr(args, "label", None))
+    except review.ReviewError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(f"{changed} {args.decision}")
+    return 0
+
+
+def learn_export(args: argparse.Namespace) -> int:
+    from supportbot.learning import export
+    from supportbot.learning.store import LearningStore
+
+    result = export.export(LearningStore(args.db))
+    print(f"{result.training} examples to {export.TRAINING_FILE}, {result.heldout} held out to "
+          f"{export.HELDOUT_FILE}, {result.already_in_data} already in data/nlu")
+    return 0
+
+
 def bench(args: argparse.Namespace) -> int:
     from supportbot.benchmark import command
 
@@ -221,6 +280,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true", help="keep collecting until stopped")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between reads with --follow")
     p.set_defaults(func=learn_collect)
+    p = learn.add_parser("import", help="labelled history from a UTF-8 CSV (text,intent[,source])")
+    p.add_argument("file")
+    p.add_argument("--source", help="where the rows come from (default: the file's name)")
+    p.add_argument("--db", help="the learning store (default SUPPORTBOT_LEARNING_DB_URL)")
+    p.set_defaults(func=learn_import)
+    p = learn.add_parser("queue", help="candidates to review, by suggested intent, most valuable first")
+    p.add_argument("--source", help="only items from this source or channel")
+    p.add_argument("--limit", type=int, default=20, help="entries shown per intent")
+    p.add_argument("--db", help="the learning store (default SUPPORTBOT_LEARNING_DB_URL)")
+    p.set_defaults(func=learn_queue)
+    for decision, help_text in (("accept", "accept items (with --label: relabel them)"),
+                                ("reject", "reject items: not training data"),
+                                ("out-of-scope", "mark items as questions the assistant should not answer")):
+        p = learn.add_parser(decision, help=help_text)
+        p.add_argument("ids", nargs="*", type=int, help="item ids from `learn queue`")
+        if decision == "accept":
+            p.add_argument("--label", help="the right intent or faq/<topic>")
+            p.add_argument("--all", action="store_true", help="every pending item that carries a label")
+            p.add_argument("--source", help="with --all: only items from this source")
+        p.add_argument("--db", help="the learning store (default SUPPORTBOT_LEARNING_DB_URL)")
+        p.set_defaults(func=learn_decide, decision={"accept": "accepted", "reject": "rejected",
+                                                     "out-of-scope": "out_of_scope"}[decision])
+    p = learn.add_parser("export", help="accepted items to data/nlu/learned/ and tests/learned/")
+    p.add_argument("--db", help="the learning store (default SUPPORTBOT_LEARNING_DB_URL)")
+    p.set_defaults(func=learn_export)
     p = commands.add_parser("bench", help="benchmark an NLU config against Rasa's default pipeline")
     bench_arguments(p)
     p.set_defaults(func=bench)

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, declarative_base
 
 from supportbot import settings
 from supportbot.db import make_engine
-from supportbot.learning.store import CursorRow, LearningStore, TurnRow, add_reasons
+from supportbot.learning.store import CursorRow, LearningStore, TurnRow, add_reasons, normalise
 from supportbot.redact import mask_card_numbers
 from supportbot.store import FeedbackRow
 
@@ -142,7 +142,8 @@ class Collector:
         intent, confidence, ranking, fell_back = _top(parse)
         metadata = event.get("metadata") or {}
         session.add(TurnRow(
-            conversation_id=sender_id, message_id=message_id, text=mask(text), intent=intent,
+            conversation_id=sender_id, message_id=message_id, text=mask(text), normalised=normalise(mask(text)),
+            intent=intent,
             confidence=confidence, fell_back=int(fell_back), ranking_json=json.dumps(ranking),
             entities_json=json.dumps(_entities(parse)), channel=event.get("input_channel"),
             model_id=metadata.get("model_id"),

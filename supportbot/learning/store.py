@@ -4,10 +4,11 @@ with Alembic (`migrations/`), upgraded when the store opens."""
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
 from sqlalchemy import Column, DateTime, Float, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.engine import Engine
@@ -40,6 +41,9 @@ class TurnRow(Base):
     reasons_json = Column(Text, nullable=False, default="[]")  # why it is a candidate; [] = not one
     label = Column(String(255))  # a label the customer or an agent gave, if any
     label_source = Column(String(64))
+    status = Column(String(16), nullable=False, default="new")  # review: see review.STATUSES
+    reviewed_at = Column(DateTime(timezone=True))
+    normalised = Column(String(255), nullable=False, default="")  # for near-duplicates
 
 
 class CursorRow(Base):
@@ -66,18 +70,32 @@ class Turn:
     reasons: List[str]
     label: Optional[str]
     label_source: Optional[str]
+    status: str
+
+    @property
+    def suggested(self) -> Optional[str]:
+        """The label a reviewer is offered: one given by a person, else the model's."""
+        return self.label or self.intent
+
+
+_upgrading = threading.Lock()  # Alembic's command context is process-global
+_upgraded: Set[str] = set()
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration."""
+    """Bring the schema to the newest migration (once per database and process)."""
     from alembic import command
     from alembic.config import Config
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with _upgrading:
+        if str(engine.url) in _upgraded:
+            return
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        _upgraded.add(str(engine.url))
 
 
 class LearningStore:
@@ -103,7 +121,13 @@ def to_turn(row: TurnRow) -> Turn:
     return Turn(row.id, row.conversation_id, row.message_id, row.text, row.intent, row.confidence,
                 bool(row.fell_back), json.loads(row.ranking_json), json.loads(row.entities_json),
                 row.channel, row.model_id, row.at, json.loads(row.reasons_json), row.label,
-                row.label_source)
+                row.label_source, row.status)
+
+
+def normalise(text: str) -> str:
+    """Lower case, letters and digits only, single spaces: near-duplicates compare equal."""
+    words = "".join(c if c.isalnum() else " " for c in text.lower()).split()
+    return " ".join(words)[:255]
 
 
 def add_reasons(row: TurnRow, reasons: Iterable[str]) -> None:

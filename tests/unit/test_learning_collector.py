@@ -149,7 +149,7 @@ def test_the_schema_is_migrated_once(db_url):
     LearningStore(db_url)  # an existing store is upgraded in place, not recreated
     engine = sqlalchemy.create_engine(db_url)
     with engine.connect() as db:
-        assert db.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert db.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
 
 
 def test_the_cli_collects_once(tmp_path, capsys):
