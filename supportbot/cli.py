@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import requests
 
@@ -223,6 +223,38 @@ def learn_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rasa_servers(args: argparse.Namespace) -> Tuple[List[str], Optional[str]]:
+    urls = args.rasa_url or [u.strip() for u in settings.get("SUPPORTBOT_RASA_URLS").split(",") if u.strip()]
+    token = args.token or local_secrets.load(create=False).get("RASA_AUTH_TOKEN")
+    return urls, token
+
+
+def _print_verdict(verdict) -> int:
+    print("Promoted." if verdict.promoted else "Not promoted:")
+    for reason in verdict.reasons:
+        print(f"  - {reason}")
+    for url, outcome in verdict.swaps.items():
+        print(f"  {url}: model loaded in {outcome}" if not outcome.startswith("failed") else f"  {url}: {outcome}")
+    if verdict.report:
+        print(f"Report: {verdict.report}")
+    return 0 if verdict.promoted else 1
+
+
+def learn_retrain(args: argparse.Namespace) -> int:
+    from supportbot.learning import retrain
+    from supportbot.learning.store import LearningStore
+
+    urls, token = _rasa_servers(args)
+    return _print_verdict(retrain.retrain(LearningStore(args.db), rasa_urls=urls, token=token))
+
+
+def learn_rollback(args: argparse.Namespace) -> int:
+    from supportbot.learning import retrain
+
+    urls, token = _rasa_servers(args)
+    return _print_verdict(retrain.rollback(rasa_urls=urls, token=token))
+
+
 def bench(args: argparse.Namespace) -> int:
     from supportbot.benchmark import command
 
@@ -305,6 +337,17 @@ def parser() -> argparse.ArgumentParser:
     p = learn.add_parser("export", help="accepted items to data/nlu/learned/ and tests/learned/")
     p.add_argument("--db", help="the learning store (default SUPPORTBOT_LEARNING_DB_URL)")
     p.set_defaults(func=learn_export)
+    for verb, help_text, func in (
+            ("retrain", "export, train, gate against the served model, promote and swap (exit 1: not promoted)",
+             learn_retrain),
+            ("rollback", "serve the previous model again, in every Rasa server", learn_rollback)):
+        p = learn.add_parser(verb, help=help_text)
+        p.add_argument("--rasa-url", action="append", help="a Rasa server to swap (default SUPPORTBOT_RASA_URLS)")
+        p.add_argument("--token", default=settings.get("RASA_AUTH_TOKEN"),
+                       help="Rasa's API token (default RASA_AUTH_TOKEN, else var/secrets.env)")
+        if verb == "retrain":
+            p.add_argument("--db", help="the learning store (default SUPPORTBOT_LEARNING_DB_URL)")
+        p.set_defaults(func=func)
     p = commands.add_parser("bench", help="benchmark an NLU config against Rasa's default pipeline")
     bench_arguments(p)
     p.set_defaults(func=bench)

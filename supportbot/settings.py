@@ -100,6 +100,9 @@ GROUPS: Tuple[Group, ...] = (
            "`supportbot run`"),
     _group("RASA_URL", ("http://127.0.0.1:5005",), "`http://127.0.0.1:5005`",
            "`supportbot shell` and `resume`: where Rasa answers"),
+    _group("SUPPORTBOT_RASA_URLS", (None,), "`RASA_URL`",
+           "`supportbot learn retrain` and `rollback`: every Rasa server to load a new model into, "
+           "comma-separated", ("RASA_URL",)),
     _group("SLACK_BOT_TOKEN SLACK_SIGNING_SECRET", (None, None), "unset (Slack webhook answers 503)",
            "the Slack channel (docs/slack.md)"),
     _group("SLACK_CHANNEL SLACK_API_URL", (None, "https://slack.com/api/"),

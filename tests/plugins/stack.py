@@ -69,6 +69,12 @@ class Stack:
         response.raise_for_status()
         return response.json()
 
+    def api_post(self, path: str, body: Dict[str, Any]) -> Any:
+        """POST to Rasa's HTTP API with the token, e.g. /model/parse."""
+        response = requests.post(f"{self.rasa_url}{path}", params={"token": API_TOKEN}, json=body, timeout=60)
+        response.raise_for_status()
+        return response.json()
+
     def tracker(self, sender: str) -> Dict[str, Any]:
         return self.api(f"/conversations/{sender}/tracker")
 

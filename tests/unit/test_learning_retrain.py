@@ -1,0 +1,69 @@
+"""The retrain gate, promotion and rollback (the whole loop through real servers and a real
+training is tests/e2e/test_learning_loop.py)."""
+from __future__ import annotations
+
+import socket
+
+from supportbot.learning import retrain
+
+
+def scores(macro, **f1s):
+    intents = {label: {"precision": f1, "recall": f1, "f1": f1, "support": support}
+               for label, (f1, support) in f1s.items()}
+    return {"summary": {"intent_macro_f1": macro}, "intents": intents, "faq_topics": {}}
+
+
+def test_the_gate_passes_an_equal_or_better_candidate():
+    current = scores(0.90, greet=(0.95, 20), order_status=(0.85, 20))
+    assert retrain.gate("tests/nlu", current, scores(0.90, greet=(0.95, 20), order_status=(0.85, 20))) == []
+    assert retrain.gate("tests/nlu", current, scores(0.93, greet=(0.96, 20), order_status=(0.90, 20))) == []
+
+
+def test_the_gate_refuses_a_lower_macro_f1_or_a_dropped_intent():
+    current = scores(0.90, greet=(0.95, 20), order_status=(0.85, 20), rare=(0.9, 3))
+    candidate = scores(0.899, greet=(0.95, 20), order_status=(0.85, 20), rare=(0.9, 3))
+    worse = retrain.gate("tests/nlu", current, candidate)
+    assert worse == ["tests/nlu: intent macro-F1 fell from 0.9000 to 0.8990"]
+    dropped = retrain.gate("held-out learned", current,
+                           scores(0.95, greet=(0.92, 20), order_status=(0.99, 20), rare=(0.5, 3)))
+    # greet lost 0.03 (> 0.02) with 20 examples; `rare` lost more, but 3 examples are too few to tell
+    assert dropped == ["held-out learned: greet F1 fell 0.030 (0.950 → 0.920, n=20)"]
+
+
+def _closed_port_url():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_promote_keeps_the_previous_model_and_rollback_restores_it(tmp_path):
+    models = tmp_path / "models"
+    paths = retrain.Paths(served=models / "supportbot.tar.gz", previous=models / "previous")
+    paths.served.parent.mkdir()
+    paths.served.write_bytes(b"model one")
+    candidate = tmp_path / "candidate.tar.gz"
+    candidate.write_bytes(b"model two")
+    kept = retrain.promote(candidate, paths)
+    assert paths.served.read_bytes() == b"model two" and kept.read_bytes() == b"model one"
+    down = _closed_port_url()
+    verdict = retrain.rollback(paths, rasa_urls=[down], token="t")
+    assert verdict.promoted and paths.served.read_bytes() == b"model one"
+    assert verdict.swaps[down].startswith("failed: ConnectionError")  # said, not raised
+    assert not list(paths.previous.iterdir())
+    assert retrain.rollback(paths).reasons == [f"no previous model in {paths.previous}"]
+
+
+def test_a_failed_training_leaves_the_served_model_untouched(tmp_path, repo):
+    from supportbot.learning.store import LearningStore
+
+    served = tmp_path / "models" / "supportbot.tar.gz"
+    served.parent.mkdir()
+    served.write_bytes(b"the served model")
+    broken = tmp_path / "config.yml"
+    broken.write_text("recipe: default.v1\npipeline:\n  - name: NoSuchComponent\npolicies: []\n")
+    paths = retrain.Paths(work=tmp_path / "work", served=served, previous=tmp_path / "previous", config=broken,
+                          domain=repo / "domain", data=repo / "data", training_file=tmp_path / "learned.yml",
+                          heldout=tmp_path / "heldout.yml")
+    verdict = retrain.retrain(LearningStore(f"sqlite:///{tmp_path / 'learning.db'}"), paths)
+    assert not verdict.promoted and verdict.reasons[0].startswith("training failed")
+    assert served.read_bytes() == b"the served model" and not (tmp_path / "previous").exists()
