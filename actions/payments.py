@@ -4,7 +4,8 @@ Everything shown comes from the billing service for the verified customer only; 
 customer's invoice or payment gets the same answer as one that does not exist. A duplicate
 charge is refunded through the same confirm-then-write path as any refund
 (actions/refunds.py), and a dispute above SUPPORTBOT_DISPUTE_AUTO_LIMIT (default 100), or
-one that mentions a chargeback or the bank, goes to a person instead of the service.
+one that mentions a chargeback or the bank, goes to a person instead of the service; so does a
+payment problem whose customer speaks of a chargeback.
 """
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ FAILURE_ADVICE = {
 # "I'll do a chargeback", "my bank says": a dispute a person must handle.
 BANK_WORDS = re.compile(r"\b(charge[\s-]?backs?|bank|banks|credit card company|card issuer)\b",
                         re.IGNORECASE)
+# In a payment problem, "my bank declined it" is an ordinary decline; only a chargeback (or
+# taking the charge back through the bank) turns it into a dispute for a person.
+CHARGEBACK_WORDS = re.compile(r"\b(charge[\s-]?backs?|(reverse|reversing|reversed) the (charge|payment)|"
+                              r"(dispute|disputing|contest|contesting) (it|this|the charge|the payment) "
+                              r"with (my|the) (bank|card issuer|credit card company))\b", re.IGNORECASE)
 PAYMENT_ID = re.compile(r"\bP-\d{6}\b", re.IGNORECASE)
 RECENT_DAYS = 60
 MAX_CHOICES = 3
@@ -129,6 +135,8 @@ class ActionCheckPayments(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
             domain: DomainDict) -> List[EventType]:
+        if any(CHARGEBACK_WORDS.search(text) for text in flow_messages(tracker, "payment_problem")):
+            return _dispute_to_person(dispatcher, tracker, True, "")
         customer_id = verified_customer(tracker)
         if not customer_id:
             dispatcher.utter_message(response="utter_not_found")

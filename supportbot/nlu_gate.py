@@ -3,7 +3,7 @@ reference scores of the model on main, and fail below the floors or on a drop.
 
 Runs Rasa's own `rasa test nlu`, then reads its reports:
 - intents: every intent of the test set (multi-intents included); the floor is on macro-F1;
-- FAQ topics: every `faq/<topic>`, from Rasa's response-selection report. FAQResponseSelector only
+- FAQ topics: every `faq/<topic>`, from Rasa's response-selection report. EncoderFAQSelector only
   answers messages classified `faq`, so a topic question counts as right only when the intent
   came out `faq` *and* the topic's answer was picked: a new intent that takes a topic's
   questions lowers that topic's recall even while every intent looks fine;

@@ -172,3 +172,148 @@ def command(predictions: Path, misroute_cost: float, default: float, min_support
         "name": "supportbot.nlu.thresholds.PerIntentFallbackClassifier",
         "threshold": default, "ambiguity_threshold": 0.05, "intent_thresholds": chosen}]}, sort_keys=False))
     return 0
+
+
+# --- Per-intent thresholds from written-down costs (`python -m supportbot.benchmark.calibration`) -----
+
+FALLBACK_COMPONENT = "supportbot.nlu.thresholds.PerIntentFallbackClassifier"
+CLASSIFIER_SUFFIX = "LinearIntentClassifier"
+BEGIN = "# calibrated thresholds: begin"
+END = "# calibrated thresholds: end"
+
+
+def cost_table(component: Dict) -> Tuple[float, Dict[str, float]]:
+    """(cost of a clarification, cost of acting on each costly intent wrongly) from the
+    PerIntentFallbackClassifier's config entry."""
+    return float(component.get("clarification_cost", 1.0)), {
+        name: float(value) for name, value in (component.get("wrong_costs") or {}).items()}
+
+
+def intent_cost(gold: Sequence[str], top: Sequence[Top], threshold: float, wrong_cost: float,
+                clarification_cost: float) -> float:
+    """Cost of one threshold over the messages whose top intent is one intent: each message below it
+    gets a clarification, each one at or above it whose true intent is another costs `wrong_cost`."""
+    return sum(clarification_cost if confidence < threshold else (wrong_cost if truth != name else 0.0)
+               for truth, (name, confidence) in zip(gold, top))
+
+
+def calibrate_costs(gold: Sequence[str], top: Sequence[Top], wrong_costs: Dict[str, float],
+                    clarification_cost: float, default: float, min_support: int = 5,
+                    grid: Sequence[float] = THRESHOLDS) -> Dict[str, Dict[str, float]]:
+    """Per costly intent with at least `min_support` predictions, the threshold (from the default up)
+    with the lowest cost, ties to the lowest; with its support and costs at the default and at it."""
+    candidates = [t for t in grid if t >= default] or [default]
+    chosen = {}
+    for name, wrong_cost in sorted(wrong_costs.items()):
+        members = [i for i, (predicted, _) in enumerate(top) if predicted == name]
+        if len(members) < min_support:
+            continue
+        member_gold, member_top = [gold[i] for i in members], [top[i] for i in members]
+        cost = {t: intent_cost(member_gold, member_top, t, wrong_cost, clarification_cost) for t in candidates}
+        best = min(candidates, key=lambda t: (cost[t], t))
+        at_default = intent_cost(member_gold, member_top, default, wrong_cost, clarification_cost)
+        chosen[name] = {"threshold": best, "support": len(members),
+                        "wrong": sum(truth != name for truth in member_gold),
+                        "cost_at_default": at_default, "cost": cost[best]}
+    return chosen
+
+
+def classifier_config(config: Dict) -> Dict:
+    """The config with its pipeline cut after the intent classifier and no policies: what the
+    out-of-sample intent predictions need, without training DIET or the selectors."""
+    pipeline = config.get("pipeline") or []
+    cut = next(i for i, c in enumerate(pipeline) if str(c.get("name", "")).endswith(CLASSIFIER_SUFFIX))
+    return {**{k: v for k, v in config.items() if k not in ("pipeline", "policies")},
+            "pipeline": pipeline[: cut + 1], "policies": []}
+
+
+def fallback_component(config: Dict) -> Dict:
+    for component in config.get("pipeline") or []:
+        if component.get("name") == FALLBACK_COMPONENT:
+            return component
+    raise SystemExit(f"config has no {FALLBACK_COMPONENT} to calibrate")
+
+
+def out_of_sample(config_path: Path, data: Path, domain: Optional[Path], folds: int, seed: int,
+                  workdir: Path) -> Tuple[List[str], List[Top]]:
+    """(true intent, top predicted intent) of every training message, each predicted by the
+    classifier trained on the other folds (stratified by intent, fixed seed)."""
+    from supportbot.benchmark.datasets import load_project_folds, write_training_yaml
+    from supportbot.benchmark.runner import run_worker
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    reduced = workdir / "config.yml"
+    reduced.write_text(yaml.safe_dump(classifier_config(yaml.safe_load(config_path.read_text(encoding="utf-8"))),
+                                      sort_keys=False), encoding="utf-8")
+    benchmark = load_project_folds(data, domain, folds, seed)
+    gold: List[str] = []
+    top: List[Top] = []
+    for index, run in enumerate(benchmark.runs):
+        rundir = workdir / f"fold-{index}"
+        rundir.mkdir(parents=True, exist_ok=True)
+        print(f"# {run.name}: training on {len(run.train.intent_examples)}, predicting {len(run.test)}",
+              file=sys.stderr, flush=True)
+        result = run_worker(reduced, write_training_yaml(run.train, rundir / "train.yml"), domain,
+                            [e.text for e in run.test], rundir)
+        gold += [e.intent for e in run.test]
+        top += [top_non_fallback(p) for p in result["predictions"]]
+    return gold, top
+
+
+def write_thresholds(config_path: Path, thresholds: Dict[str, float]) -> None:
+    """Replace the lines between the BEGIN and END markers of config.yml (nothing else) with
+    `intent_thresholds`, indented like the BEGIN marker."""
+    lines = config_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    begin = next(i for i, line in enumerate(lines) if line.strip() == BEGIN)
+    end = next(i for i, line in enumerate(lines) if line.strip() == END and i > begin)
+    indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
+    body = [f"{indent}intent_thresholds:" + (" {}\n" if not thresholds else "\n")]
+    body += [f"{indent}  {name}: {value:g}\n" for name, value in sorted(thresholds.items())]
+    config_path.write_text("".join(lines[: begin + 1] + body + lines[end:]), encoding="utf-8")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(
+        prog="python -m supportbot.benchmark.calibration",
+        description="Calibrate the per-intent fallback thresholds of config.yml from its written-down costs, "
+                    "on out-of-sample (cross-validated) predictions over the training data, and write them "
+                    "between config.yml's calibrated-thresholds markers.")
+    parser.add_argument("--config", type=Path, default=Path("config.yml"))
+    parser.add_argument("--data", type=Path, default=Path("data/nlu"))
+    parser.add_argument("--domain", type=Path, default=Path("domain"))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--min-support", type=int, default=5)
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the fold models go (default: a temp dir)")
+    parser.add_argument("--dry-run", action="store_true", help="print the thresholds, leave config.yml alone")
+    args = parser.parse_args(argv)
+    component = fallback_component(yaml.safe_load(args.config.read_text(encoding="utf-8")))
+    clarification, wrong_costs = cost_table(component)
+    default = float(component.get("threshold", 0.4))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="calibration-"))
+    gold, top = out_of_sample(args.config.resolve(), args.data.resolve(),
+                              args.domain.resolve() if args.domain else None, args.folds, args.seed, workdir)
+    chosen = calibrate_costs(gold, top, wrong_costs, clarification, default, args.min_support)
+    print(f"# {len(gold)} out-of-sample predictions ({args.folds} folds, seed {args.seed}); default threshold "
+          f"{default:g}; clarification costs {clarification:g}")
+    print("# intent: threshold (predicted n, of which wrong w; cost at default -> at threshold)")
+    for name, row in chosen.items():
+        print(f"#   {name}: {row['threshold']:g} (n {row['support']}, wrong {row['wrong']}; "
+              f"cost {row['cost_at_default']:g} -> {row['cost']:g})")
+    for name in sorted(set(wrong_costs) - set(chosen)):
+        print(f"#   {name}: fewer than {args.min_support} predictions, keeps {default:g}")
+    thresholds = {name: row["threshold"] for name, row in chosen.items() if row["threshold"] != default}
+    if args.dry_run:
+        print(yaml.safe_dump({"intent_thresholds": thresholds}, sort_keys=True))
+    else:
+        write_thresholds(args.config, thresholds)
+        print(f"# wrote {len(thresholds)} thresholds into {args.config}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

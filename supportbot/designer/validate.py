@@ -10,7 +10,6 @@ Explained, not printed:
   - a response a form asks with: Rasa's first match of utter_ask_<form>_<slot> / utter_ask_<slot>
     for a slot in the form's required_slots (an action_ask_... before it takes its place);
   - a response named as a string in the action code (actions/*.py);
-  - utter_default, said by Rasa's core fallback;
   - "duplicated intents ... faq": data/nlu/faq.yml declares the retrieval intent `faq` again.
 
     python -m supportbot.designer.validate              # = make validate
@@ -36,8 +35,10 @@ if TYPE_CHECKING:
 
 UNUSED_RESPONSE = re.compile(r"The utterance '([^']+)' is not used in any story or rule\.")
 FAQ_DUPLICATE = "The following duplicated intents have been found across multiple domain files: faq"
-# Said by Rasa itself, not by a rule: action_default_fallback (RulePolicy's core fallback).
-SAID_BY_RASA = {"utter_default": "Rasa's core fallback (action_default_fallback)"}
+# Intents no classifier learns: a pipeline component sets them.
+SET_BY_COMPONENTS = {"other_language": "set by supportbot.nlu.language.LanguageIdentifier"}
+NO_NLU_DATA = re.compile(r"The intent '(\w+)' is listed in the domain file, but is not found in the NLU "
+                         r"training data\.")
 
 
 @dataclass
@@ -78,12 +79,14 @@ def explain(message: str, questions: Mapping[str, str], named: Mapping[str, str]
     """Why a Rasa warning is not news, or None if it is."""
     if message == FAQ_DUPLICATE:
         return "faq is declared by the domain and by data/nlu/faq.yml's responses"
+    missing = NO_NLU_DATA.fullmatch(message)
+    if missing and missing.group(1) in SET_BY_COMPONENTS:
+        return SET_BY_COMPONENTS[missing.group(1)]
     match = UNUSED_RESPONSE.fullmatch(message)
     if not match:
         return None
     response = match.group(1)
-    return questions.get(response) or (f"said by {named[response]}" if response in named else None) \
-        or SAID_BY_RASA.get(response)
+    return questions.get(response) or (f"said by {named[response]}" if response in named else None)
 
 
 def run_rasa_checks(config: str, domain: str, data: List[str]) -> Tuple[bool, Domain, List[str]]:

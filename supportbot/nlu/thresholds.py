@@ -2,10 +2,15 @@
 
 A single threshold treats every intent alike, but the cost of answering wrongly and the model's
 calibration differ between intents. This component falls back when the top intent's confidence is
-below *that intent's* threshold (`intent_thresholds`, as `supportbot thresholds` calibrates them on
-validation data), or below `threshold` for intents not listed, or when the top two intents are
-closer than `ambiguity_threshold`. Everything downstream (rules on `nlu_fallback`, the fallback
-action) works unchanged, since it is a FallbackClassifier.
+below *that intent's* threshold (`intent_thresholds`), or below `threshold` for intents not listed,
+or when the top two intents are closer than `ambiguity_threshold`. Everything downstream (rules on
+`nlu_fallback`, the fallback action) works unchanged, since it is a FallbackClassifier.
+
+The thresholds come from the costs written next to them: `clarification_cost` (asking "did you
+mean...") and `wrong_costs` (acting on each costly intent when the customer meant something else).
+`python -m supportbot.benchmark.calibration` picks, per costly intent, the threshold with the lowest
+cost on cross-validated predictions and writes `intent_thresholds` (docs/nlu-pipeline.md,
+"Per-intent thresholds"). The costs are checked here, so a typo fails `rasa train`.
 """
 from __future__ import annotations
 
@@ -22,13 +27,16 @@ from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KE
 from rasa.shared.nlu.training_data.message import Message
 
 INTENT_THRESHOLDS_KEY = "intent_thresholds"
+CLARIFICATION_COST_KEY = "clarification_cost"
+WRONG_COSTS_KEY = "wrong_costs"
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=False)
 class PerIntentFallbackClassifier(FallbackClassifier):
     @staticmethod
     def get_default_config() -> Dict[str, Any]:
-        return {**FallbackClassifier.get_default_config(), INTENT_THRESHOLDS_KEY: {}}
+        return {**FallbackClassifier.get_default_config(), INTENT_THRESHOLDS_KEY: {},
+                CLARIFICATION_COST_KEY: 1.0, WRONG_COSTS_KEY: {}}
 
     @classmethod
     def validate_config(cls, config: Dict[str, Any]) -> None:
@@ -41,6 +49,15 @@ class PerIntentFallbackClassifier(FallbackClassifier):
                 raise InvalidConfigException(
                     f"PerIntentFallbackClassifier: the threshold for '{name}' must be a number from 0 to 1."
                 )
+        clarification, wrong = config.get(CLARIFICATION_COST_KEY, 1.0), config.get(WRONG_COSTS_KEY) or {}
+        if not isinstance(clarification, (int, float)) or clarification <= 0 or not isinstance(wrong, dict):
+            raise InvalidConfigException(f"PerIntentFallbackClassifier: {CLARIFICATION_COST_KEY} must be a number "
+                                         f"above 0 and {WRONG_COSTS_KEY} a map of intent names to costs.")
+        for name, value in wrong.items():
+            # A wrong costly intent that cost no more than asking would never be worth asking about.
+            if not isinstance(value, (int, float)) or value <= clarification:
+                raise InvalidConfigException(f"PerIntentFallbackClassifier: the wrong cost of '{name}' must be "
+                                             f"a number above {CLARIFICATION_COST_KEY} ({clarification}).")
 
     @classmethod
     def create(

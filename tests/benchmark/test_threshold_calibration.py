@@ -75,3 +75,38 @@ def test_paired_difference_interval():
     # The same data and seed give the same interval.
     assert calibration.paired_difference([0.0, 2.0] * 100, [1.0, 1.0] * 100) == mixed
     assert calibration.paired_difference([], []) == {"mean": 0.0, "low": 0.0, "high": 0.0}
+
+
+def test_costly_intents_get_the_cheapest_threshold_from_the_default_up():
+    # a: at 0.5, 2 wrong x 3 = 6; at 0.9, 3 clarifications = 3. b: never wrong, so the default.
+    chosen = calibration.calibrate_costs(GOLD, TOP, {"a": 3.0, "b": 5.0, "c": 9.0}, clarification_cost=1.0,
+                                         default=0.5, min_support=3, grid=GRID)
+    assert {name: row["threshold"] for name, row in chosen.items()} == {"a": 0.9, "b": 0.5}
+    assert (chosen["a"]["support"], chosen["a"]["wrong"], chosen["a"]["cost_at_default"], chosen["a"]["cost"]) == (
+        4, 2, 6.0, 3.0)
+    # A cheaper mistake is not worth three clarifications: a stays at the default.
+    cheap = calibration.calibrate_costs(GOLD, TOP, {"a": 1.2}, 1.0, default=0.5, min_support=3, grid=GRID)
+    assert cheap["a"]["threshold"] == 0.5
+
+
+def test_thresholds_are_written_between_the_markers_only(tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text("pipeline:\n  - name: X\n    threshold: 0.4\n    # calibrated thresholds: begin\n"
+                      "    intent_thresholds: {}\n    # calibrated thresholds: end\npolicies: []\n")
+    calibration.write_thresholds(config, {"legal_request": 0.65, "cancel_order": 0.5})
+    assert config.read_text() == (
+        "pipeline:\n  - name: X\n    threshold: 0.4\n    # calibrated thresholds: begin\n"
+        "    intent_thresholds:\n      cancel_order: 0.5\n      legal_request: 0.65\n"
+        "    # calibrated thresholds: end\npolicies: []\n")
+    calibration.write_thresholds(config, {})
+    assert "    intent_thresholds: {}\n" in config.read_text()
+
+
+def test_the_classifier_config_stops_after_the_intent_classifier():
+    config = {"language": "en", "pipeline": [{"name": "SpacyTokenizer"},
+                                             {"name": "supportbot.nlu.classifier.LinearIntentClassifier"},
+                                             {"name": "DIETEntityExtractor"}], "policies": [{"name": "TEDPolicy"}]}
+    reduced = calibration.classifier_config(config)
+    assert [c["name"] for c in reduced["pipeline"]] == ["SpacyTokenizer",
+                                                        "supportbot.nlu.classifier.LinearIntentClassifier"]
+    assert reduced["policies"] == [] and reduced["language"] == "en"

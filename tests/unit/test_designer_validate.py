@@ -34,7 +34,9 @@ def test_explain():
     unused = "The utterance '{}' is not used in any story or rule."
     assert validate.explain(unused.format("utter_ask_email"), questions, named) == questions["utter_ask_email"]
     assert validate.explain(unused.format("utter_handoff"), questions, named) == "said by actions/handoff.py"
-    assert validate.explain(unused.format("utter_default"), questions, named).startswith("Rasa's core fallback")
+    missing = "The intent '{}' is listed in the domain file, but is not found in the NLU training data."
+    assert validate.explain(missing.format("other_language"), questions, named).startswith("set by")
+    assert validate.explain(missing.format("new_intent"), questions, named) is None
     assert validate.explain(unused.format("utter_new"), questions, named) is None
     assert validate.explain(validate.FAQ_DUPLICATE, questions, named)
     assert validate.explain("The intent 'x' is not used in any story or rule.", questions, named) is None

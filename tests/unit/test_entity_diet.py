@@ -105,3 +105,21 @@ def test_predictions_are_rasas_to_the_last_bit(tmp_path):
             np.testing.assert_array_equal(our_out["diagnostic_data"][key], value)
     parsed = pipeline.parse("switch me to plus")
     assert [(e["entity"], e["value"]) for e in parsed.get(ENTITIES)] == [("plan", "plus")]
+
+
+def test_the_sample_keeps_every_annotated_example_and_a_fixed_share_of_the_others():
+    from rasa.shared.nlu.training_data.training_data import TrainingData
+
+    from supportbot.nlu.entity_diet import sampled
+
+    annotated = [Message(data={TEXT: f"order {i}", INTENT: "order_status",
+                               ENTITIES: [{"start": 6, "end": 7, "entity": "order_id", "value": str(i)}]})
+                 for i in range(5)]
+    others = [Message(data={TEXT: f"hello {i}", INTENT: "greet"}) for i in range(50)]
+    data = TrainingData(annotated + others)
+    first, again, other_seed = sampled(data, 10, 42), sampled(data, 10, 42), sampled(data, 10, 7)
+    assert len(first.training_examples) == 15
+    assert all(m in first.training_examples for m in annotated)
+    texts = lambda d: [m.get(TEXT) for m in d.training_examples]  # noqa: E731
+    assert texts(first) == texts(again) and texts(first) != texts(other_seed)
+    assert len(sampled(data, 100, 42).training_examples) == 55

@@ -51,3 +51,16 @@ def test_messages_without_an_intent_are_left_alone():
 def test_bad_thresholds_are_rejected_with_a_clear_error(config):
     with pytest.raises(InvalidConfigException, match="PerIntentFallbackClassifier"):
         classifier(**config)
+
+
+@pytest.mark.parametrize("config", [{"wrong_costs": {"delete_account": 1}}, {"wrong_costs": ["delete_account"]},
+                                    {"clarification_cost": 0}, {"wrong_costs": {"legal_request": "high"}}])
+def test_costs_that_cannot_calibrate_a_threshold_are_rejected(config):
+    # A wrong costly intent must cost more than the clarification that avoids it.
+    with pytest.raises(InvalidConfigException, match="cost"):
+        classifier(**config)
+
+
+def test_written_costs_are_accepted():
+    component = classifier(threshold=0.4, clarification_cost=1, wrong_costs={"delete_account": 10})
+    assert component.threshold_for("delete_account") == 0.4
