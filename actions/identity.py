@@ -25,7 +25,7 @@ from supportbot.nlu import normalize
 NOT_CARRIED_OVER = {"requested_slot", "customer_id", "customer_verified", "customer_email", "email",
                     "refund_quote",
                     "subscription_step", "subscription_pending", "plan_change_quote",
-                    "order_change_pending"}
+                    "order_change_pending", "form_switch"}
 
 
 def verified_customer(tracker: Tracker) -> Optional[str]:

@@ -14,6 +14,7 @@ from actions.handoff import hand_off
 from actions.identity import VerifiedFormValidation, verified_customer
 from supportbot.clients.billing import Order
 from supportbot.errors import BackendError, InvalidRequest, NeedsReview
+from supportbot.nlu import normalize
 
 STATUS_TEXT = {
     "processing": "is being prepared in our warehouse and hasn't shipped yet",
@@ -26,6 +27,25 @@ STATUS_TEXT = {
 class ValidateOrderStatusForm(VerifiedFormValidation):
     def name(self) -> str:
         return "validate_order_status_form"
+
+    async def extract_order_id(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[str, Any]:
+        """On an order's page, "where is my order?" means the page's order, even when another
+        order was discussed earlier: when the question starts and names no order, the page's
+        order replaces the earlier one. validate_order_id checks it like a typed one."""
+        page_order = page_order_id(tracker)
+        if (page_order and tracker.get_slot("requested_slot") is None
+                and not list(tracker.get_latest_entity_values("order_id"))):
+            return {"order_id": page_order}
+        return await super().extract_order_id(dispatcher, tracker, domain)
+
+
+def page_order_id(tracker: Tracker) -> Optional[str]:
+    """The order the customer's page shows (widget metadata `page.order_id`), or None."""
+    page = (tracker.latest_message.get("metadata") or {}).get("page")
+    order_id = page.get("order_id") if isinstance(page, dict) else None
+    return normalize.order_id(order_id) if isinstance(order_id, str) else None
 
 
 class ActionOrderStatus(Action):
