@@ -24,16 +24,13 @@ same entries directly, which spares it the sparse-matrix assembly (dearer than t
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse
-from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
-from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.constants import (
@@ -47,10 +44,9 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-logger = logging.getLogger(__name__)
+from supportbot.nlu.base import StoredArraysComponent
 
-WEIGHTS_FILE = "weights.npz"
-META_FILE = "meta.json"
+logger = logging.getLogger(__name__)
 
 
 def _blocks(message: Message, featurizers: Sequence[str]) -> Dict[str, Tuple[bool, Any]]:
@@ -77,7 +73,11 @@ def _sigmoid(scores: np.ndarray) -> np.ndarray:
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
-class LinearIntentClassifier(GraphComponent, IntentClassifier):
+class LinearIntentClassifier(StoredArraysComponent, IntentClassifier):
+    ARRAYS_FILE = "weights.npz"
+    UNTRAINED = "it will predict no intent"
+    # meta: classes, blocks [{origin, sparse, dim}]; arrays: W [d, k], b [k], idf_<i> per sparse block
+
     @staticmethod
     def get_default_config() -> Dict[str, Any]:
         return {
@@ -116,21 +116,6 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
             raise InvalidConfigException("LinearIntentClassifier: class_weight must be null or 'balanced'.")
         if not isinstance(config.get("featurizers"), list):
             raise InvalidConfigException("LinearIntentClassifier: featurizers must be a list of names.")
-
-    def __init__(self, config: Dict[str, Any], model_storage: ModelStorage, resource: Resource,
-                 meta: Optional[Dict[str, Any]] = None, arrays: Optional[Dict[str, np.ndarray]] = None) -> None:
-        self.validate_config(config)
-        self._config = config
-        self._model_storage = model_storage
-        self._resource = resource
-        # meta: classes, blocks [{origin, sparse, dim}]; arrays: W [d, k], b [k], idf_<i> per sparse block
-        self._meta = meta
-        self._arrays = arrays or {}
-
-    @classmethod
-    def create(cls, config: Dict[str, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> LinearIntentClassifier:
-        return cls(config, model_storage, resource)
 
     # --- features -------------------------------------------------------------------------
 
@@ -258,24 +243,6 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
             self._arrays["W"], self._arrays["b"] = weights.T, biases
         self.persist()
         return self._resource
-
-    def persist(self) -> None:
-        with self._model_storage.write_to(self._resource) as directory:
-            np.savez(directory / WEIGHTS_FILE, **self._arrays)
-            (directory / META_FILE).write_text(json.dumps(self._meta), encoding="utf-8")
-
-    @classmethod
-    def load(cls, config: Dict[str, Any], model_storage: ModelStorage, resource: Resource,
-             execution_context: ExecutionContext, **kwargs: Any) -> LinearIntentClassifier:
-        try:
-            with model_storage.read_from(resource) as directory:
-                meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-                with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as stored:
-                    arrays = {key: stored[key] for key in stored.files}
-        except (ValueError, FileNotFoundError):
-            logger.warning("LinearIntentClassifier has no trained model; it will predict no intent.")
-            return cls(config, model_storage, resource)
-        return cls(config, model_storage, resource, meta, arrays)
 
     # --- prediction -----------------------------------------------------------------------
 

@@ -7,6 +7,9 @@ on messages whose intent, as the intent classifier left it, is its `retrieval_in
 others get no `response_selector` entry for it. Training, settings and output are Rasa's.
 Without a `retrieval_intent` it behaves exactly like Rasa's (it then serves every intent).
 A prediction skips two of Rasa's Python overheads (supportbot/nlu/diet_predict.py).
+
+config.yml now picks FAQ topics with supportbot.nlu.faq_encoder.EncoderFAQSelector; this class
+stays so that models trained before that change still load (`supportbot learn rollback`).
 """
 from __future__ import annotations
 
