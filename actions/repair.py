@@ -155,8 +155,9 @@ class ActionOfferSwitch(Action):
         return [SlotSet("form_switch", {"from": current, "to": target})]
 
 
-class _AnswerToSwitch(Action):
-    """An answer to action_offer_switch: go to one side of the pending switch."""
+class _AnswerToSwitch:
+    """An answer to action_offer_switch: go to one side of the pending switch. A mixin, not an
+    Action: rasa_sdk registers every Action subclass by its name."""
 
     side = "to"  # the form the answer goes to: "to" (the new goal) or "from" (the stopped one)
     response: Optional[str] = None  # said first, with the stopped form's noun
@@ -172,14 +173,14 @@ class _AnswerToSwitch(Action):
         return [SlotSet("form_switch", None), FollowupAction(switch[self.side])]
 
 
-class ActionSwitchGoal(_AnswerToSwitch):
+class ActionSwitchGoal(_AnswerToSwitch, Action):
     """Yes to the offer: start the new goal's form."""
 
     def name(self) -> str:
         return "action_switch_goal"
 
 
-class ActionResumeForm(_AnswerToSwitch):
+class ActionResumeForm(_AnswerToSwitch, Action):
     """No to the offer: back to the form that was stopped, where it was."""
 
     side = "from"
