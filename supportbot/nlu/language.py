@@ -9,7 +9,11 @@ in that language (domain/language.yml) and a person offered.
 Short or English-looking text is never flagged: language identification guesses wildly on "ok"
 or "are you a person?", so a message needs MIN_WORDS words and MIN_LETTERS letters, and one
 whose words are mostly English (function words, or lemmas in spaCy's English lookup table from
-spacy-lookups-data) is English whatever the model says.
+spacy-lookups-data) is English whatever the model says. Keyboard mash ("blorf zzkx wibble")
+is not a language either: the model knows the letter sequences that tell languages apart, and
+text in any language it knows is full of them, so a message with fewer than MIN_EVIDENCE of
+them per letter is left to the intent classifier (which calls it unclear) whatever language
+the few it has point to.
 """
 from __future__ import annotations
 
@@ -35,6 +39,9 @@ MIN_WORDS = 3
 MIN_LETTERS = 10
 # From this share of English words on, the message is English.
 MAX_ENGLISH_SHARE = 0.5
+# Distinct known letter sequences per letter: real text in the model's languages has 0.35 and
+# more, keyboard mash 0.25 and less (tests/unit/test_language_and_person_components.py).
+MIN_EVIDENCE = 0.3
 ENGLISH_WORDS = frozenset("""
 a an the and or but if of to in on at by for from with about as into than then so not no
 yes is are was were be been am do does did have has had can could will would should may
@@ -69,12 +76,16 @@ def identify(text: str) -> Optional[Tuple[str, float]]:
     """(ISO 639-1 code, confidence) when `text` is confidently not English, else None."""
     text = NOISE.sub(" ", text or "")
     words = [w.lower() for w in WORD.findall(text)]
-    if len(words) < MIN_WORDS or sum(len(w) for w in words) < MIN_LETTERS:
+    letters = sum(len(w) for w in words)
+    if len(words) < MIN_WORDS or letters < MIN_LETTERS:
         return None
     english = english_words()
     if sum(w in english for w in words) / len(words) >= MAX_ENGLISH_SHARE:
         return None
-    language, confidence = _identifier().classify(text)
+    identifier = _identifier()
+    if (identifier.instance2fv(text) > 0).sum() < MIN_EVIDENCE * letters:
+        return None
+    language, confidence = identifier.classify(text)
     if language == "en" or confidence < MIN_CONFIDENCE:
         return None
     return language, round(float(confidence), 3)

@@ -135,11 +135,12 @@ def test_handoff_records_context_and_pauses_until_resumed(stack, sender, monkeyp
 
 
 def test_two_unclear_messages_in_a_row_hand_off(stack, sender):
-    first = stack.say(sender, "blorf zzkx wibble")
+    # Both misses are sent as an explicit intent: what NLU makes of any one gibberish string
+    # (unclear, or out of scope) is the NLU gate's business; this test is about what the
+    # dialogue does with two misses in a row.
+    first = stack.say(sender, "/nlu_fallback")
     assert "say it another way" in first[0]["text"]
     assert first[0]["buttons"][-1]["payload"] == "/request_human"
-    # The second miss is sent as an explicit intent: what NLU makes of any one gibberish string
-    # is the NLU gate's business; this test is about what the dialogue does with two misses.
     second = stack.texts(sender, "/nlu_fallback")
     assert "handing you over" in second
     assert stack.handoffs().list(conversation_id=sender)[0].reason == "not_understood"

@@ -86,9 +86,7 @@ def order_page(identity_secret: str, order_id: str) -> Dict[str, Any]:
 
 @pytest.mark.parametrize("question", [
     "where is my order?",
-    # NLU doesn't read the bare "where is it?" as order_status yet: it needs examples in
-    # data/nlu/orders.yml. Strict, so this fails (and the mark must go) once it does.
-    pytest.param("where is it?", marks=pytest.mark.xfail(strict=True, reason="NLU: not order_status yet")),
+    "where is it?",
 ])
 def test_the_order_page_order_wins_over_one_discussed_before(stack, sender, identity_secret, question):
     home = {"customer_token": issue_token("C-1001", identity_secret), "page": {"path": "/"}}

@@ -14,11 +14,15 @@ FOREIGN = [
     ("Necesito ayuda, no encuentro mi pedido", "es"),
     ("Olá, preciso de ajuda com o meu pedido, ainda não chegou", "pt"),
     ("Здравствуйте, где мой заказ?", "ru"),
+    ("hola necesito ayuda", "es"),
+    ("merci beaucoup pour votre aide", "fr"),
 ]
 ENGLISH = [
     "ok", "merci", "are you a person?", "where is my order 4817263", "data protecion",
     "forgot pasword", "i'm off now, see ya later", "ok im done bye", "refund INV-2026-00042 pls",
     "this is useless, get me a human NOW", "set timer for 5 minutes",
+    # keyboard mash is no language, though the model names one for it
+    "blorf zzkx wibble", "jfjfjf kdkdkd lslsls", "asdf qwer zxcv", "wumple snorf grindle",
 ]
 
 
