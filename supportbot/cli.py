@@ -1,12 +1,14 @@
 """`supportbot`: run the assistant with embedded defaults, hand conversations back, gate NLU.
 
   supportbot run                 billing service + action server + Rasa (REST, socket.io) + demo store
+                                 + admin app (the designer page)
   supportbot shell               chat with the running assistant in the terminal
   supportbot handoffs            list handoff records (open ones by default)
   supportbot resume SENDER_ID    give a handed-off conversation back to the bot
   supportbot check-nlu           score the model on the held-out NLU test set, fail below thresholds
   supportbot bench               benchmark an NLU config against Rasa's default pipeline
   supportbot thresholds FILE     per-intent fallback thresholds from a benchmark's predictions
+  supportbot report              support analytics: containment, CSAT, resolution... (report.md)
 """
 from __future__ import annotations
 
@@ -21,9 +23,12 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 import requests
+from sqlalchemy.exc import SQLAlchemyError
 
 from supportbot import local_secrets, processes, settings
+from supportbot.admin import accounts as admin_accounts
 from supportbot.benchmark.command import add_arguments as bench_arguments
+from supportbot.learning import analytics, clusters, corrections, drift, noise
 from supportbot.store import HandoffStore
 
 ACTIONS_PORT = 5055  # fixed: endpoints.yml points Rasa at it
@@ -36,6 +41,7 @@ The assistant is running.
                             -d '{{"sender": "me", "message": "where is my order 4817263"}}'
   Socket.IO channel:      {rasa}/socket.io
   Demo store with chat:   {demo}   (signed in as alice@example.com)
+  Designer page:          {admin}/inbox   ({admin_login})
   Billing service:        {billing}/openapi.yaml   (demo customer: alice@example.com, order 4817263)
   Handed-off chats:       .venv/bin/supportbot handoffs
 Logs are in var/logs/. Press Ctrl-C to stop.
@@ -60,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
     def env_of(server: str) -> dict:
         return {**env, **local_secrets.held_by(server, shared)}
 
+    admin_env, admin_password = admin_accounts.local_defaults()
+    admin_login = admin_accounts.login_hint(admin_password)
+    if admin_password:
+        print(f"Made an admin account for the designer page: {admin_login}.")
+
     billing_db = settings.get("BILLING_DB_URL")
     servers = [
         processes.billing_server(args.billing_port, billing_db, log_dir, env_of("billing")),
@@ -68,13 +79,17 @@ def run(args: argparse.Namespace) -> int:
                               log_dir, shared["RASA_AUTH_TOKEN"], env_of("rasa"), root),
         processes.demo_server(args.demo_port, f"http://127.0.0.1:{args.port}", billing_url, log_dir,
                               env_of("demo"), root),
+        processes.admin_server(args.admin_port, log_dir, {**env, **admin_env}, root),
+        processes.collector(log_dir, env, root),
     ]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print("Starting the billing service, the action server, Rasa and the demo store (about a minute)...")
+    print("Starting the billing service, the action server, Rasa, the demo store and the admin app "
+          "(about a minute)...")
     with processes.running(servers, timeout=300):
         print(BANNER.format(rasa=f"http://127.0.0.1:{args.port}", billing=billing_url,
-                            demo=f"http://127.0.0.1:{args.demo_port}"))
+                            demo=f"http://127.0.0.1:{args.demo_port}",
+                            admin=f"http://127.0.0.1:{args.admin_port}", admin_login=admin_login))
         try:
             while not stop.wait(1):
                 for server in servers:
@@ -156,11 +171,15 @@ def learn_collect(args: argparse.Namespace) -> int:
     from supportbot.learning.store import LearningStore
 
     collector = Collector(LearningStore(args.db), args.events)
+    if not args.follow:
+        print(f"{collector.run_once()} events read")
+        return 0
     while True:
-        read = collector.run_once()
-        if not args.follow:
-            print(f"{read} events read")
-            return 0
+        try:
+            collector.run_once()
+        except SQLAlchemyError as error:
+            # A batch is written whole with its cursor or not at all: the next read retries it.
+            print(f"collecting failed, retrying in {args.interval:g}s: {error}", file=sys.stderr, flush=True)
         time.sleep(args.interval)
 
 
@@ -200,16 +219,17 @@ def learn_decide(args: argparse.Namespace) -> int:
     from supportbot.learning.labels import known_labels
     from supportbot.learning.store import LearningStore
 
-    store, labels = LearningStore(args.db), known_labels()
+    store, label = LearningStore(args.db), getattr(args, "label", None)
     try:
+        labels, notice = clusters.accept_labels(known_labels(), label, getattr(args, "new_intent", False))
         if getattr(args, "all", False):
             changed = review.accept_all(store, labels, args.source)
         else:
-            changed = review.decide(store, args.ids, args.decision, labels, getattr(args, "label", None))
+            changed = review.decide(store, args.ids, args.decision, labels, label)
     except review.ReviewError as error:
         print(error, file=sys.stderr)
         return 2
-    print(f"{changed} {args.decision}")
+    print(f"{changed} {args.decision}" + (f"\n{notice}" if notice else ""))
     return 0
 
 
@@ -276,6 +296,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=settings.integer("RASA_PORT"))
     p.add_argument("--billing-port", type=int, default=settings.integer("BILLING_PORT"))
     p.add_argument("--demo-port", type=int, default=settings.integer("DEMO_PORT"))
+    p.add_argument("--admin-port", type=int, default=settings.integer("SUPPORTBOT_ADMIN_PORT"))
     p.set_defaults(func=run)
     p = commands.add_parser("shell", help="chat with the running assistant in the terminal")
     p.add_argument("--rasa-url", default=settings.get("RASA_URL"))
@@ -329,11 +350,25 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("ids", nargs="*", type=int, help="item ids from `learn queue`")
         if decision == "accept":
             p.add_argument("--label", help="the right intent or faq/<topic>")
+            p.add_argument("--new-intent", action="store_true",
+                           help="--label is a new intent, not yet in domain/ (`learn clusters`)")
             p.add_argument("--all", action="store_true", help="every pending item that carries a label")
             p.add_argument("--source", help="with --all: only items from this source")
         p.add_argument("--db", help="the learning store (default SUPPORTBOT_LEARNING_DB_URL)")
         p.set_defaults(func=learn_decide, decision={"accept": "accepted", "reject": "rejected",
                                                      "out-of-scope": "out_of_scope"}[decision])
+    p = learn.add_parser("correct", help="an agent's correction: the intent a conversation's turn really had")
+    corrections.add_correct_arguments(p)
+    p.set_defaults(func=corrections.run_correct)
+    p = learn.add_parser("tickets", help="handoff tickets resolved under another intent become corrections")
+    corrections.add_tickets_arguments(p)
+    p.set_defaults(func=corrections.run_tickets)
+    p = learn.add_parser("noise", help="training examples whose label looks wrong (cleanlab), as CSV")
+    noise.add_arguments(p)
+    p.set_defaults(func=noise.run)
+    p = learn.add_parser("clusters", help="fallback messages no intent explains, grouped: new intents?")
+    clusters.add_arguments(p)
+    p.set_defaults(func=clusters.run)
     p = learn.add_parser("export", help="accepted items to data/nlu/learned/ and tests/learned/")
     p.add_argument("--db", help="the learning store (default SUPPORTBOT_LEARNING_DB_URL)")
     p.set_defaults(func=learn_export)
@@ -348,6 +383,13 @@ def parser() -> argparse.ArgumentParser:
         if verb == "retrain":
             p.add_argument("--db", help="the learning store (default SUPPORTBOT_LEARNING_DB_URL)")
         p.set_defaults(func=func)
+    p = learn.add_parser("drift", help="NLU health per day and intent; exit 1 on alerts, posted to Slack")
+    drift.add_arguments(p)
+    p.set_defaults(func=drift.run)
+    p = commands.add_parser("report", help="containment, escalation, fallback, CSAT, thumbs, first-contact "
+                            "resolution per channel, intent and day (report.md + plots)")
+    analytics.add_arguments(p)
+    p.set_defaults(func=analytics.run)
     p = commands.add_parser("bench", help="benchmark an NLU config against Rasa's default pipeline")
     bench_arguments(p)
     p.set_defaults(func=bench)

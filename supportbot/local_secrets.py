@@ -42,7 +42,8 @@ def held_by(server: str, values: Mapping[str, str]) -> Dict[str, str]:
     return {name: values[name] for name in HELD_BY[server] if name in values}
 
 
-def _read(path: Path) -> Dict[str, str]:
+def read_file(path: Path) -> Dict[str, str]:
+    """The NAME=value lines of a secrets file (none if it does not exist)."""
     values: Dict[str, str] = {}
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -56,7 +57,7 @@ def load(create: bool, path: Path = SECRETS_FILE,
          environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """Every secret in GENERATED: the environment's value, else the file's, else (with
     `create`) a new one written to the file. Without `create`, missing ones are left out."""
-    stored = _read(path)
+    stored = read_file(path)
     missing = [name for name in GENERATED if name not in stored]
     if create and missing:
         for name in missing:

@@ -28,7 +28,9 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, name: str, command: Sequence[str], health_url: str, log_path: Path,
+    """A server, or (health_url None) a worker that serves nothing and is healthy while it runs."""
+
+    def __init__(self, name: str, command: Sequence[str], health_url: Optional[str], log_path: Path,
                  env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> None:
         self.name, self.command, self.health_url, self.log_path = name, list(command), health_url, log_path
         self.env = {**os.environ, **(env or {})}
@@ -50,6 +52,11 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.health_url is None:
+                if self.process is not None and self.process.poll() is None:
+                    return
+                time.sleep(0.5)
+                continue
             try:
                 if requests.get(self.health_url, timeout=2).ok:
                     return
@@ -144,3 +151,18 @@ def demo_server(port: int, rasa_url: str, billing_url: str, log_dir: Path,
          "--rasa-url", rasa_url, "--billing-url", billing_url],
         f"http://127.0.0.1:{port}/health", log_dir / "demo.log", env, cwd,
     )
+
+
+def collector(log_dir: Path, env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> ServerProcess:
+    """`supportbot learn collect --follow`: Rasa's events into the learning store as they come."""
+    command = [sys.executable, "-m", "supportbot.cli", "learn", "collect", "--follow"]
+    return ServerProcess("learning collector", command, None, log_dir / "collector.log", env, cwd)
+
+
+def admin_server(port: int, log_dir: Path, env: Optional[Dict[str, str]] = None,
+                 cwd: Optional[Path] = None, db_url: Optional[str] = None) -> ServerProcess:
+    """The admin app (supportbot/admin/): accounts and its session secret come in `env`; `cwd`
+    holds domain/ and data/, where it reads the intents a message may be given."""
+    command = [sys.executable, "-m", "supportbot.admin", "--host", "127.0.0.1", "--port", str(port)]
+    return ServerProcess("admin app", command + (["--db", db_url] if db_url else []),
+                         f"http://127.0.0.1:{port}/health", log_dir / "admin.log", env, cwd)

@@ -98,6 +98,15 @@ GROUPS: Tuple[Group, ...] = (
            "the channels' caps on one message (docs/security.md)"),
     _group("RASA_PORT BILLING_PORT DEMO_PORT", ("5005", "5056", "5057"), "`5005`, `5056`, `5057`",
            "`supportbot run`"),
+    _group("SUPPORTBOT_ADMIN_PORT", ("5058",), "`5058`",
+           "`supportbot run`: the admin app (the designer page, docs/learning.md#the-designer-page)"),
+    _group("SUPPORTBOT_ADMIN_ACCOUNTS", (None,), "`supportbot run`: a local `designer`, in `var/secrets.env`",
+           "who may log in to the admin app: `name:role:password-hash,...`, role `designer` or `agent` "
+           "(hashes from `python -m supportbot.admin.accounts NAME ROLE`)"),
+    _group("SUPPORTBOT_ADMIN_API_TOKENS", (None,), "unset (no bearer tokens)",
+           "programs calling the admin app's `/api/`: `name:role:token,...`"),
+    _group("SUPPORTBOT_ADMIN_SECRET", (None,), "random, in `var/secrets.env`",
+           "signing the admin app's session cookies"),
     _group("RASA_URL", ("http://127.0.0.1:5005",), "`http://127.0.0.1:5005`",
            "`supportbot shell` and `resume`: where Rasa answers"),
     _group("SUPPORTBOT_RASA_URLS", (None,), "`RASA_URL`",
@@ -107,6 +116,9 @@ GROUPS: Tuple[Group, ...] = (
            "the Slack channel (docs/slack.md)"),
     _group("SLACK_CHANNEL SLACK_API_URL", (None, "https://slack.com/api/"),
            "all channels the bot is in, `https://slack.com/api/`", "the Slack channel"),
+    _group("SUPPORTBOT_ALERT_SLACK_CHANNEL", (None,), "unset (alerts are only printed)",
+           "`supportbot learn drift`: the Slack channel its alerts are posted to, with `SLACK_BOT_TOKEN` "
+           "(docs/learning.md)"),
     _group("RASA_AUTH_TOKEN", (None,), "random, in `var/secrets.env`",
            "Rasa's HTTP API (`supportbot run`, `resume`); passed in the environment, never on a "
            "command line"),

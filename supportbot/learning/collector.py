@@ -27,7 +27,9 @@ from sqlalchemy.orm import Session, declarative_base
 
 from supportbot import settings
 from supportbot.db import make_engine
-from supportbot.learning.store import CursorRow, LearningStore, TurnRow, add_reasons, normalise
+from supportbot.learning.store import LearningStore, TurnRow, add_reasons, normalise
+from supportbot.learning.store import read_cursor as _cursor
+from supportbot.learning.store import write_cursor as _set_cursor
 from supportbot.redact import mask_card_numbers
 from supportbot.store import FeedbackRow
 
@@ -188,15 +190,3 @@ def _recent_turns(session: Session, conversation_id: str, count: int) -> List[Tu
 def _source(kind: str, url: str) -> str:
     return f"{kind}:{hashlib.sha256(url.encode('utf-8')).hexdigest()[:32]}"
 
-
-def _cursor(session: Session, source: str) -> Optional[str]:
-    row = session.get(CursorRow, source)
-    return row.position if row else None
-
-
-def _set_cursor(session: Session, source: str, position: str) -> None:
-    row = session.get(CursorRow, source)
-    if row is None:
-        session.add(CursorRow(source=source, position=position))
-    else:
-        row.position = position

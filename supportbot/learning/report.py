@@ -52,6 +52,7 @@ def write_report(work: Path, learned, results: Dict[str, Tuple], verdict) -> Pat
     lines += ["", "## What was learned", "",
               f"{learned.training} accepted examples in training data, {learned.heldout} held out, "
               f"{learned.already_in_data} already in data/nlu.", ""]
+    lines += [f"- {note}" for note in verdict.notes] + ([""] if verdict.notes else [])
     for name, (current, candidate, current_out, candidate_out) in results.items():
         slug = name.replace("/", "_").replace(" ", "_")
         plot = work / f"intent_f1_{slug}.png"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
@@ -44,6 +44,8 @@ class TurnRow(Base):
     status = Column(String(16), nullable=False, default="new")  # review: see review.STATUSES
     reviewed_at = Column(DateTime(timezone=True))
     normalised = Column(String(255), nullable=False, default="")  # for near-duplicates
+    labelled_by = Column(String(255))  # the agent (or ticket) behind a correction: corrections.py
+    labelled_at = Column(DateTime(timezone=True))
 
 
 class CursorRow(Base):
@@ -71,6 +73,8 @@ class Turn:
     label: Optional[str]
     label_source: Optional[str]
     status: str
+    labelled_by: Optional[str] = None
+    labelled_at: Optional[datetime] = None
 
     @property
     def suggested(self) -> Optional[str]:
@@ -121,13 +125,32 @@ def to_turn(row: TurnRow) -> Turn:
     return Turn(row.id, row.conversation_id, row.message_id, row.text, row.intent, row.confidence,
                 bool(row.fell_back), json.loads(row.ranking_json), json.loads(row.entities_json),
                 row.channel, row.model_id, row.at, json.loads(row.reasons_json), row.label,
-                row.label_source, row.status)
+                row.label_source, row.status, row.labelled_by, _aware(row.labelled_at))
+
+
+def _aware(value: Optional[datetime]) -> Optional[datetime]:
+    """SQLite gives back naive datetimes; the store writes UTC."""
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 def normalise(text: str) -> str:
     """Lower case, letters and digits only, single spaces: near-duplicates compare equal."""
     words = "".join(c if c.isalnum() else " " for c in text.lower()).split()
     return " ".join(words)[:255]
+
+
+def read_cursor(session: Session, source: str) -> Optional[str]:
+    """Where a reader of `source` (a broker, the votes, a ticketing backend) stopped last time."""
+    row = session.get(CursorRow, source)
+    return row.position if row else None
+
+
+def write_cursor(session: Session, source: str, position: str) -> None:
+    row = session.get(CursorRow, source)
+    if row is None:
+        session.add(CursorRow(source=source, position=position))
+    else:
+        row.position = position
 
 
 def add_reasons(row: TurnRow, reasons: Iterable[str]) -> None:

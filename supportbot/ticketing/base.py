@@ -26,6 +26,22 @@ class Ticket:
     url: Optional[str]  # where a person opens it, when the backend has a web UI
 
 
+@dataclass(frozen=True)
+class ResolvedTicket:
+    """A ticket an agent resolved or closed, with the category they filed it under: what the
+    learning loop reads to correct the assistant's intents (supportbot/learning/corrections.py)."""
+
+    id: str
+    subject: str
+    status: str
+    category: Optional[str]  # the intent the agent named (RT custom field, Zendesk tag, resolution)
+    resolved_at: dt.datetime  # UTC; a ticket resolved again later is read again
+    resolved_by: Optional[str] = None
+
+
+CATEGORY_TAG = "intent:"  # a tag naming the category, where a backend has tags: intent:refund_status
+
+
 class TicketingAdapter(ABC):
     """One ticketing backend. Every write takes an idempotency key: the same key again returns
     the first result instead of writing twice. Reads are limited to the requester's tickets."""
@@ -49,6 +65,16 @@ class TicketingAdapter(ABC):
     def list_tickets(self, requester: str) -> List[Ticket]:
         """The requester's tickets, newest first."""
 
+    @abstractmethod
+    def resolved_since(self, since: Optional[dt.datetime] = None) -> List[ResolvedTicket]:
+        """Tickets resolved or closed at or after `since` (all when None), oldest first. Not
+        limited to one requester: for the learning loop, never for a customer."""
+
+    @property
+    def location(self) -> str:
+        """Which instance of the backend this is (a URL): readers keep one cursor per instance."""
+        return self.name
+
 
 def normal_email(requester: str) -> str:
     return requester.strip().lower()
@@ -63,6 +89,12 @@ def check_owner(ticket: Ticket, requester: str) -> Ticket:
 def request_hash(*parts: str) -> str:
     """Fingerprint of a write, to tell a retry (same request) from a reused key (Conflict)."""
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def category_from_tags(tags: Sequence[str]) -> Optional[str]:
+    """The category an `intent:<name>` tag names (the last, if an agent left several)."""
+    named = [tag[len(CATEGORY_TAG):] for tag in tags if tag.lower().startswith(CATEGORY_TAG)]
+    return named[-1] if named else None
 
 
 def utc(value: dt.datetime) -> dt.datetime:

@@ -5,29 +5,44 @@ ticket id in our own database, and after a crash between RT's answer and our rec
 for the requester's ticket with the same subject created since the claim. RT has no tags
 either: they are written into the ticket's first message. Comments are RT comments (internal,
 not mailed to the requester). Customers only ever see tickets whose Requestor they are.
+An agent files a resolved ticket under an intent in the ticket custom field `Intent` (or with an
+`intent:<name>` marker in the subject), which the learning loop reads.
 """
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, List, Optional, Sequence
+import re
+from typing import Any, Dict, List, Optional, Sequence
 
 from supportbot.errors import BackendUnavailable, NotFound
-from supportbot.ticketing.base import Ticket, TicketingAdapter, check_owner, normal_email, request_hash
+from supportbot.ticketing.base import (
+    CATEGORY_TAG,
+    ResolvedTicket,
+    Ticket,
+    TicketingAdapter,
+    check_owner,
+    normal_email,
+    request_hash,
+)
 from supportbot.ticketing.http import JsonApi
 from supportbot.ticketing.ledger import KeyLedger
 
 FIELDS = "Subject,Status,Created,Requestor"
+RESOLVED_FIELDS = "Subject,Status,Resolved,LastUpdatedBy,CustomFields"
+PER_PAGE = 100
+SUBJECT_CATEGORY = re.compile(re.escape(CATEGORY_TAG) + r"([\w/+-]+)", re.IGNORECASE)
 
 
 class RtTicketing(TicketingAdapter):
     name = "rt"
 
     def __init__(self, base_url: str, user: str, password: str, ledger: KeyLedger, *, queue: str = "General",
-                 timeout: float = 5.0, retries: int = 2, stale_after: Optional[float] = None) -> None:
+                 timeout: float = 5.0, retries: int = 2, stale_after: Optional[float] = None,
+                 category_field: str = "Intent") -> None:
         self.base_url = base_url.rstrip("/")
         self.api = JsonApi("rt", self.base_url + "/REST/2.0", auth=(user, password), timeout=timeout,
                            retries=retries)
-        self.ledger, self.queue = ledger, queue
+        self.ledger, self.queue, self.category_field = ledger, queue, category_field
         # Longer than any one create can take, retries included (see ledger.py).
         self.stale_after = stale_after if stale_after is not None else (retries + 1) * timeout * 2
 
@@ -67,9 +82,24 @@ class RtTicketing(TicketingAdapter):
         query = f"Requestor.EmailAddress = '{_quote(normal_email(requester))}'"
         return [t for t in self._search(query) if t.requester == normal_email(requester)]
 
-    def set_status(self, ticket_id: str, status: str) -> None:
-        """What an agent does in RT's UI; used by the tests."""
-        self.api.request("PUT", f"/ticket/{_id(ticket_id)}", body={"Status": status})
+    def set_status(self, ticket_id: str, status: str, *, category: Optional[str] = None) -> None:
+        """What an agent does in RT's UI (with the category in the custom field); used by the tests."""
+        body: Dict[str, Any] = {"Status": status}
+        if category is not None:
+            body["CustomFields"] = {self.category_field: category}
+        self.api.request("PUT", f"/ticket/{_id(ticket_id)}", body=body)
+
+    def resolved_since(self, since: Optional[dt.datetime] = None) -> List[ResolvedTicket]:
+        query = f"Queue = '{_quote(self.queue)}' AND Status = 'resolved'"
+        if since is not None:  # a day of margin in TicketSQL (the RT user's time zone), then exact in UTC
+            query += f" AND Resolved > '{(since - dt.timedelta(days=1)).strftime('%Y-%m-%d %H:%M:%S')}'"
+        found = [self._resolved(item) for item in self._pages(query, RESOLVED_FIELDS, "Resolved", "ASC")]
+        return sorted((t for t in found if since is None or t.resolved_at >= since),
+                      key=lambda t: (t.resolved_at, int(t.id)))
+
+    @property
+    def location(self) -> str:
+        return f"{self.base_url}#{self.queue}"
 
     # -- helpers
 
@@ -89,6 +119,36 @@ class RtTicketing(TicketingAdapter):
         if not isinstance(items, list):
             raise BackendUnavailable("rt returned an unexpected search result")
         return [self._ticket(item, _text(_field(item, "id"))) for item in items]
+
+    def _pages(self, query: str, fields: str, orderby: str, order: str) -> List[Dict[str, Any]]:
+        """Every page of a search's results."""
+        items: List[Dict[str, Any]] = []
+        for page in range(1, 10_000):
+            payload = self.api.request("GET", "/tickets", params={
+                "query": query, "fields": fields, "orderby": orderby, "order": order,
+                "per_page": str(PER_PAGE), "page": str(page)})
+            batch = _field(payload, "items")
+            if not isinstance(batch, list) or not all(isinstance(item, dict) for item in batch):
+                raise BackendUnavailable("rt returned an unexpected search result")
+            items += batch
+            if len(batch) < PER_PAGE:
+                break
+        return items
+
+    def _resolved(self, item: Dict[str, Any]) -> ResolvedTicket:
+        try:
+            subject = str(item["Subject"])
+            fields = {cf.get("name"): cf.get("values") or [] for cf in item.get("CustomFields") or []}
+            named = [str(v).strip() for v in fields.get(self.category_field, []) if str(v).strip()]
+            in_subject = SUBJECT_CATEGORY.findall(subject)
+            by = item.get("LastUpdatedBy")
+            return ResolvedTicket(
+                id=_text(item["id"]), subject=subject, status=str(item["Status"]),
+                category=named[0] if named else (in_subject[-1] if in_subject else None),
+                resolved_at=dt.datetime.fromisoformat(str(item["Resolved"]).replace("Z", "+00:00")),
+                resolved_by=str(by.get("id")) if isinstance(by, dict) else None)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BackendUnavailable(f"rt returned an unexpected ticket: {exc!r}") from None
 
     def _ticket(self, payload: Any, ticket_id: str) -> Ticket:
         try:

@@ -3,24 +3,34 @@
 The default adapter: nothing to install, so `make run` and the tests work out of the box.
 SQLite by default, any SQLAlchemy URL through SUPPORTBOT_TICKETING_DB_URL (else
 SUPPORTBOT_DB_URL). People work the queue with the `supportbot` CLI or SQL; there is no web UI,
-so tickets have no URL.
+so tickets have no URL. Resolving or closing a ticket writes a row to `ticket_resolutions`, with
+the category (the intent) the agent filed it under, if any.
 """
 from __future__ import annotations
 
 import json
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Optional, Sequence
 
-from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Text, select
+from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Text, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, declarative_base
 
 from supportbot.errors import BackendUnavailable, Conflict, NotFound
 from supportbot.store import make_engine
-from supportbot.ticketing.base import Ticket, TicketingAdapter, check_owner, normal_email, request_hash, utc
+from supportbot.ticketing.base import (
+    ResolvedTicket,
+    Ticket,
+    TicketingAdapter,
+    check_owner,
+    normal_email,
+    request_hash,
+    utc,
+)
 
 Base = declarative_base()
+DONE = frozenset({"resolved", "closed"})
 
 
 class TicketRow(Base):
@@ -46,6 +56,20 @@ class CommentRow(Base):
     idempotency_key = Column(String(255), nullable=False, unique=True)
     text = Column(Text, nullable=False)
     created_at = Column(DateTime(timezone=True), nullable=False)
+
+
+class ResolutionRow(Base):
+    """One resolution of a ticket (a reopened ticket resolved again has two). Its own table, so
+    that databases made before it existed gain it with create_all."""
+
+    __tablename__ = "ticket_resolutions"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    ticket_id = Column(Integer, ForeignKey("tickets.id"), nullable=False, index=True)
+    status = Column(String(16), nullable=False)
+    category = Column(String(255))  # the intent the agent filed it under, e.g. refund_status
+    resolved_by = Column(String(255))
+    resolved_at = Column(DateTime(timezone=True), nullable=False, index=True)
 
 
 class SqlTicketing(TicketingAdapter):
@@ -105,11 +129,36 @@ class SqlTicketing(TicketingAdapter):
         with self._session() as session:
             return [_ticket(row) for row in session.execute(query).scalars()]
 
-    def set_status(self, ticket_id: str, status: str) -> None:
-        """For the people working the queue (and tests): new -> open -> resolved."""
+    def set_status(self, ticket_id: str, status: str, *, category: Optional[str] = None,
+                   by: Optional[str] = None) -> None:
+        """For the people working the queue (and tests): new -> open -> resolved or closed, the
+        last with the category (intent) the ticket turned out to be about and who resolved it."""
         with self._session() as session:
-            self._row(session, ticket_id).status = status
+            row = self._row(session, ticket_id)
+            row.status = status
+            if status in DONE:
+                session.add(ResolutionRow(ticket_id=row.id, status=status, category=category, resolved_by=by,
+                                          resolved_at=datetime.now(timezone.utc)))
             session.commit()
+
+    def resolved_since(self, since: Optional[datetime] = None) -> List[ResolvedTicket]:
+        """Each ticket still resolved or closed, once, with its latest resolution (as RT and Zendesk
+        show a ticket's current state)."""
+        latest = select(func.max(ResolutionRow.id)).group_by(ResolutionRow.ticket_id)
+        query = (select(ResolutionRow, TicketRow.subject).join(TicketRow, TicketRow.id == ResolutionRow.ticket_id)
+                 .where(ResolutionRow.id.in_(latest), TicketRow.status.in_(DONE))
+                 .order_by(ResolutionRow.resolved_at, ResolutionRow.id))
+        if since is not None:
+            query = query.where(ResolutionRow.resolved_at >= utc(since))
+        with self._session() as session:
+            return [ResolvedTicket(id=str(res.ticket_id), subject=subject, status=res.status,
+                                   category=res.category, resolved_at=utc(res.resolved_at),
+                                   resolved_by=res.resolved_by)
+                    for res, subject in session.execute(query)]
+
+    @property
+    def location(self) -> str:
+        return self.db_url
 
     def comments(self, ticket_id: str) -> List[str]:
         with self._session() as session:

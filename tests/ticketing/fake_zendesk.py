@@ -44,6 +44,7 @@ class FakeZendesk:
     seen: List[Seen] = field(default_factory=list)
     faults: List[Tuple[Optional[str], int, Dict[str, str], Dict[str, Any]]] = field(default_factory=list)
     stall: float = 0.0
+    export_page_size: int = 1000  # tickets per page of the incremental export, as Zendesk's
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> FakeZendesk:
@@ -72,8 +73,14 @@ class FakeZendesk:
         """Answer the next `times` requests (with `method`, if given) with `status` and `body`."""
         self.faults += [(method, status, headers or {}, body or {"error": "ServerError"})] * times
 
-    def set_status(self, ticket_id: int, status: str) -> None:
-        self.tickets[ticket_id]["status"] = status
+    def set_status(self, ticket_id: int, status: str, tags: Optional[List[str]] = None,
+                   assignee_id: Optional[int] = None) -> None:
+        """What an agent does in Zendesk: a new status, maybe tags and an assignee; a new updated_at."""
+        ticket = self.tickets[ticket_id]
+        ticket.update(status=status, updated_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        ticket["tags"] = ticket["tags"] + [t for t in tags or [] if t not in ticket["tags"]]
+        if assignee_id is not None:
+            ticket["assignee_id"] = assignee_id
 
     def requests_to(self, method: str, path_pattern: str) -> List[Seen]:
         return [s for s in self.seen if s.method == method and re.fullmatch(path_pattern, s.path)]
@@ -114,6 +121,8 @@ class FakeZendesk:
                 return 200, {"ticket": ticket, "audit": {"ticket_id": ticket["id"], "events": []}}, {}
             users = [u for u in self.users.values() if u["id"] == ticket["requester_id"]]
             return 200, {"ticket": ticket, "users": users}, {}
+        if req.method == "GET" and req.path == "/api/v2/incremental/tickets/cursor.json":
+            return self._export(req)
         if req.method == "GET" and req.path == "/api/v2/users/search.json":
             email = req.query["query"][0].removeprefix("email:")
             found = [self.users[email]] if email in self.users else []
@@ -124,6 +133,21 @@ class FakeZendesk:
                           key=lambda t: (t["created_at"], t["id"]), reverse=True)
             return 200, {"tickets": rows, "next_page": None, "previous_page": None, "count": len(rows)}, {}
         return 404, fixture("error_not_found.json"), {}
+
+    def _export(self, req: Seen) -> Tuple[int, Dict[str, Any], Dict[str, str]]:
+        """Incremental ticket export, cursor based: tickets updated since start_time, oldest first;
+        the cursor here is simply the offset into that list."""
+        if "cursor" in req.query:
+            start_time, offset = (int(part) for part in req.query["cursor"][0].split("-"))
+        else:
+            start_time, offset = int(req.query["start_time"][0]), 0
+        updated = sorted((t for t in self.tickets.values() if _unix(t["updated_at"]) >= start_time),
+                         key=lambda t: (t["updated_at"], t["id"]))
+        page = updated[offset: offset + self.export_page_size]
+        after = f"{start_time}-{offset + len(page)}"
+        return 200, {"tickets": page, "after_cursor": after, "before_cursor": None, "before_url": None,
+                     "after_url": f"{self.url}/api/v2/incremental/tickets/cursor.json?cursor={after}",
+                     "end_of_stream": offset + len(page) >= len(updated)}, {}
 
     def _create(self, req: Seen) -> Tuple[int, Dict[str, Any], Dict[str, str]]:
         key = req.headers.get("Idempotency-Key")
@@ -153,6 +177,10 @@ class FakeZendesk:
         if key:
             self.replies[key] = (body_text, 201, answer)
         return 201, answer, {"x-idempotency-lookup": "miss"} if key else {}
+
+
+def _unix(stamp: str) -> int:
+    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
 
 
 def _send(handler: BaseHTTPRequestHandler, status: int, body: Dict[str, Any], headers: Dict[str, str]) -> None:

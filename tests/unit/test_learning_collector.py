@@ -9,9 +9,10 @@ import uuid
 
 import pytest
 import sqlalchemy
+from alembic.script import ScriptDirectory
 
 from supportbot.learning.collector import Collector, mask
-from supportbot.learning.store import LearningStore
+from supportbot.learning.store import MIGRATIONS, LearningStore
 from supportbot.store import FeedbackStore
 
 
@@ -149,7 +150,8 @@ def test_the_schema_is_migrated_once(db_url):
     LearningStore(db_url)  # an existing store is upgraded in place, not recreated
     engine = sqlalchemy.create_engine(db_url)
     with engine.connect() as db:
-        assert db.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        head = ScriptDirectory(str(MIGRATIONS)).get_current_head()  # the newest file in migrations/versions
+        assert db.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head
 
 
 def test_the_cli_collects_once(tmp_path, capsys):
@@ -161,3 +163,25 @@ def test_the_cli_collects_once(tmp_path, capsys):
     assert main(["learn", "collect", "--events", broker.url, "--db", learning]) == 0
     assert "2 events read" in capsys.readouterr().out
     assert [t.text for t in LearningStore(learning).turns("c-cli")] == ["hello", "bye"]
+
+
+@pytest.mark.slow  # starts a process
+def test_the_collector_supportbot_run_starts_follows_the_broker(tmp_path):
+    """processes.collector, as `supportbot run` starts it: a turn published after it started is in
+    the store a few seconds later, and it stops with the other servers."""
+    import time
+
+    from supportbot import processes
+
+    broker = Broker(f"sqlite:///{tmp_path / 'events.db'}")
+    learning = f"sqlite:///{tmp_path / 'learning.db'}"
+    env = {"SUPPORTBOT_EVENTS_DB_URL": broker.url, "SUPPORTBOT_LEARNING_DB_URL": learning,
+           "SUPPORTBOT_DB_URL": f"sqlite:///{tmp_path / 'supportbot.db'}"}
+    worker = processes.collector(tmp_path / "logs", env, tmp_path)
+    with processes.running([worker], timeout=30):
+        broker.publish("c-follow", user("where is my order 4817263", "order_status", 0.97))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not LearningStore(learning).turns("c-follow"):
+            time.sleep(0.5)
+        assert [t.text for t in LearningStore(learning).turns("c-follow")] == ["where is my order 4817263"]
+    assert worker.process.poll() is not None

@@ -67,3 +67,14 @@ def test_a_failed_training_leaves_the_served_model_untouched(tmp_path, repo):
     verdict = retrain.retrain(LearningStore(f"sqlite:///{tmp_path / 'learning.db'}"), paths)
     assert not verdict.promoted and verdict.reasons[0].startswith("training failed")
     assert served.read_bytes() == b"the served model" and not (tmp_path / "previous").exists()
+
+
+def test_a_held_out_file_of_one_intent_is_noted_not_scored(tmp_path):
+    """Rasa's `test nlu` writes no intent report for one intent: retrain notes it rather than
+    failing on the missing report (it did, on the first learned goal)."""
+    one = tmp_path / "one.yml"
+    one.write_text('version: "3.1"\nnlu:\n- intent: cancel_order\n  examples: |\n'
+                   '    - zorbify it\n    - zorb it\n')
+    two = tmp_path / "two.yml"
+    two.write_text(one.read_text() + "- intent: greet\n  examples: |\n    - hiya\n")
+    assert (retrain._intents(one), retrain._intents(two), retrain._intents(tmp_path / "none.yml")) == (1, 2, 0)
