@@ -103,6 +103,18 @@ browser:
 bench: install
 	nice -n 19 $(BIN)/supportbot bench --dataset project
 
+# What `learn import` + `accept --all` + `retrain` buy on public messages no training file has, in
+# a copy of the project (trains one model); docs/benchmarks.md#learning-lift.
+.PHONY: bench-learning bench-collector
+bench-learning: $(MODEL)
+	nice -n 19 $(BIN)/python -m supportbot.benchmark.learning_lift --datasets $(PUBLIC_DATA)
+
+# Messages per second `supportbot learn collect` stores, on SQLite and on Postgres
+# (COLLECTOR_PG_URL, empty to skip); docs/benchmarks.md#collector-throughput.
+COLLECTOR_PG_URL ?= postgresql://127.0.0.1:5432/test
+bench-collector: install
+	$(BIN)/python -m supportbot.benchmark.collector_throughput $(if $(COLLECTOR_PG_URL),--postgres $(COLLECTOR_PG_URL),)
+
 # The per-intent fallback thresholds in config.yml, from their written costs, on cross-validated
 # predictions over data/nlu (docs/nlu-pipeline.md, "Per-intent thresholds"); retrain after it.
 calibrate: install $(PUBLIC_IMPORT)

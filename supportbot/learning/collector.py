@@ -106,9 +106,11 @@ class Collector:
                     self._apply(session, row.sender_id, json.loads(row.data))
                 if rows:
                     _set_cursor(session, self.events_source, str(rows[-1].id))
-                self._apply_votes(session)
+                caught_up = len(rows) < batch
+                if caught_up:  # only then: a vote on a turn of a later batch would be lost
+                    self._apply_votes(session)
             read += len(rows)
-            if len(rows) < batch:
+            if caught_up:
                 return read
 
     def _read_events(self, after: int, batch: int) -> List[BrokerEvent]:

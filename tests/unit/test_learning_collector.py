@@ -127,6 +127,15 @@ def test_nothing_is_written_twice(setup, tmp_path):
     assert len(store.turns(sender)) == 1
 
 
+def test_a_vote_on_a_turn_beyond_the_first_batch_of_a_backlog_is_kept(setup):
+    broker, store, collector, feedback = setup
+    sender = f"c-{uuid.uuid4().hex}"
+    broker.publish(sender, *[user(f"message {i}", "greet", 0.99, message_id=f"m-{i}") for i in range(30)])
+    feedback.save(conversation_id=sender, kind="answer", value=-1, message_id="m-25", answer_index=0)
+    assert collector.run_once(batch=10) == 30
+    assert [t.message_id for t in store.turns(sender) if "voted_down" in t.reasons] == ["m-25"]
+
+
 def test_many_batches(setup):
     broker, store, collector, _ = setup
     sender = f"c-{uuid.uuid4().hex}"
