@@ -1,10 +1,12 @@
-"""When NLU is unsure: ask to rephrase with the two likeliest goals as buttons, or, when the message
-names a topic but no goal ("help with my account"), with that topic's goals; on a second miss in a
-row, hand off to a person. A first unclear message never hands off."""
+"""Clarifications. A vague mention of a topic ("help with my account", intent ask_about_topic)
+gets that topic's goals as buttons, never a flow and never a handoff. When NLU is unsure
+(nlu_fallback): the same topic buttons if the message names a topic, else the two likeliest goals;
+on a second miss in a row, hand off to a person. A first unclear message never hands off."""
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional, Tuple
+from difflib import SequenceMatcher
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
@@ -35,38 +37,111 @@ CHOICES = {
     "complaint": "Make a complaint",
 }
 
-# Topics a vague message may name, the words that name them, and the goals offered for each.
-TOPICS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
-    "account": (("account", "login", "log in", "sign in", "password", "profile"),
-                ("account_access", "reset_password", "update_account", "update_payment_method", "delete_account")),
-    "order": (("order", "package", "parcel", "delivery", "shipment"),
-              ("order_status", "change_shipping_address", "cancel_order", "request_refund")),
-    "subscription": (("subscription", "plan", "membership"),
-                     ("change_plan", "cancel_subscription", "payment_problem")),
-    "payment": (("payment", "charge", "charged", "invoice", "bill", "card"),
-                ("payment_problem", "get_invoice", "dispute_charge", "update_payment_method")),
+
+class Topic(NamedTuple):
+    words: Tuple[str, ...]  # whole words (plural "s" too) that name the topic in a message
+    goals: Tuple[str, ...]  # the goals offered for it, most common first
+    phrase: str  # how the reply names it: "I can help with {phrase}."
+
+
+# Topics a vague message may name. named_topic tries them in this order, the narrowest first, so
+# "a refund for my order" is about refunds and "billing for my account" about payments.
+TOPICS: Dict[str, Topic] = {
+    "refund": Topic(("refund", "money back", "reimbursement"),
+                    ("request_refund", "refund_status"), "refunds"),
+    "subscription": Topic(("subscription", "subscribtion", "subscripton", "sub", "plan", "membership"),
+                          ("change_plan", "cancel_subscription", "payment_problem"), "your subscription"),
+    "payment": Topic(("payment", "billing", "bill", "charge", "charged", "invoice", "card"),
+                     ("payment_problem", "get_invoice", "dispute_charge", "update_payment_method"),
+                     "billing and payments"),
+    "order": Topic(("order", "package", "parcel", "delivery", "deliveries", "shipment", "shipping"),
+                   ("order_status", "change_shipping_address", "cancel_order", "request_refund"),
+                   "your orders"),
+    "account": Topic(("account", "acount", "acc", "acct", "login", "log in", "sign in", "password", "profile"),
+                     ("account_access", "reset_password", "update_account", "update_payment_method",
+                      "delete_account"), "your account"),
 }
 TOPIC_BUTTONS = 4
+SOMETHING_ELSE = {"title": "Something else", "payload": '/ask_about_topic{"topic": "other"}'}
+PERSON = {"title": "Talk to a person", "payload": "/request_human"}
+# Real words one letter away from a topic's word ("change": "charge"), never read as a misspelling.
+NEAR_MISSES = {"change", "older", "plane", "plant"}
 
 
 def named_topic(text: str) -> Optional[str]:
     """The first topic (in TOPICS order) one of whose words the message contains, if any."""
     lowered = (text or "").lower()
-    for topic, (words, _) in TOPICS.items():
-        if any(re.search(rf"\b{re.escape(word)}s?\b", lowered) for word in words):
+    for topic, spec in TOPICS.items():
+        if any(re.search(rf"\b{re.escape(word)}s?\b", lowered) for word in spec.words):
             return topic
     return None
 
 
+def misspelt_topic(text: str, cutoff: float = 0.8) -> Optional[str]:
+    """The topic one of whose words a word of the message is closest to, above `cutoff` similarity
+    ("biling", "membersip", "oder"): only for a message NLU read as naming a topic."""
+    best: Tuple[float, Optional[str]] = (cutoff, None)
+    for token in set(re.findall(r"[a-z]{4,}", (text or "").lower())) - NEAR_MISSES:
+        for topic, spec in TOPICS.items():
+            for word in spec.words:
+                ratio = SequenceMatcher(None, token, word).ratio() if len(word) >= 4 else 0.0
+                if ratio > best[0] or (ratio == best[0] and best[1] is None):
+                    best = (ratio, topic)
+    return best[1]
+
+
+def likeliest_topic(ranking: List[Dict]) -> Optional[str]:
+    """The topic whose goals NLU ranks highest in total, if one alone does."""
+    confidence = {r.get("name"): r.get("confidence") or 0.0 for r in ranking}
+    scores = {topic: sum(confidence.get(goal, 0.0) for goal in spec.goals) for topic, spec in TOPICS.items()}
+    ordered = sorted(scores.values(), reverse=True)
+    best = max(scores, key=lambda topic: scores[topic])
+    return best if ordered[0] > 0 and ordered[0] > ordered[1] else None
+
+
 def clarification_buttons(ranking: List[Dict], topic: Optional[str]) -> List[Dict[str, str]]:
-    """The topic's goals, likeliest first (or the two likeliest goals overall), then a person."""
+    """The topic's goals, likeliest first, and "something else" (or the two likeliest goals
+    overall), then a person."""
     confidence = {r.get("name"): r.get("confidence") or 0.0 for r in ranking}
     if topic:
-        goals = sorted(TOPICS[topic][1], key=lambda name: -confidence.get(name, 0.0))[:TOPIC_BUTTONS]
+        goals = sorted(TOPICS[topic].goals, key=lambda name: -confidence.get(name, 0.0))[:TOPIC_BUTTONS]
+        extra = [SOMETHING_ELSE]
     else:
-        goals = [r["name"] for r in ranking if r.get("name") in CHOICES][:2]
-    return [{"title": CHOICES[name], "payload": f"/{name}"} for name in goals] + [
-        {"title": "Talk to a person", "payload": "/request_human"}]
+        goals, extra = [r["name"] for r in ranking if r.get("name") in CHOICES][:2], []
+    return [{"title": CHOICES[name], "payload": f"/{name}"} for name in goals] + extra + [PERSON]
+
+
+def topic_menu() -> List[Dict[str, str]]:
+    """Every topic as a button, then a person: for "something else" or a topic no word names."""
+    titles = {topic: spec.phrase.replace("your ", "my ") for topic, spec in TOPICS.items()}
+    return [{"title": title[0].upper() + title[1:], "payload": f'/ask_about_topic{{"topic": "{topic}"}}'}
+            for topic, title in titles.items()] + [PERSON]
+
+
+class ActionClarifyTopic(Action):
+    """ask_about_topic: offer the topic's goals (from the `topic` of a button, the message's words,
+    misspelt or not, or the intent ranking); a button's "other", or no topic found, gets the topics."""
+
+    def name(self) -> str:
+        return "action_clarify_topic"
+
+    def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        message = tracker.latest_message
+        ranking = message.get("intent_ranking") or []
+        given = next(tracker.get_latest_entity_values("topic"), None)
+        if given is not None:
+            topic = given if given in TOPICS else None
+        else:
+            text = message.get("text")
+            topic = named_topic(text) or misspelt_topic(text) or likeliest_topic(ranking)
+        if topic:
+            dispatcher.utter_message(response="utter_ask_which_goal", topic=TOPICS[topic].phrase,
+                                     buttons=clarification_buttons(ranking, topic))
+        else:
+            dispatcher.utter_message(response="utter_ask_which_topic", buttons=topic_menu())
+        return []
 
 
 class ActionHandleNluFallback(Action):
@@ -83,7 +158,8 @@ class ActionHandleNluFallback(Action):
         topic = named_topic(tracker.latest_message.get("text"))
         buttons = clarification_buttons(ranking, topic)
         if topic:
-            dispatcher.utter_message(response="utter_ask_which_goal", topic=topic, buttons=buttons)
+            dispatcher.utter_message(response="utter_ask_which_goal", topic=TOPICS[topic].phrase,
+                                     buttons=buttons)
         else:
             dispatcher.utter_message(response="utter_ask_rephrase", buttons=buttons)
         return []

@@ -94,7 +94,7 @@ SLOTS: Dict[str, str] = {
 
 # The goals the "what now?" reply offers as buttons, besides going on and a person.
 MAIN_GOALS = [("Check an order", "/order_status"), ("Get a refund", "/request_refund"),
-              ("Something about my account", "/update_account")]
+              ("Something about my account", '/ask_about_topic{"topic": "account"}')]
 
 
 def interrupted_form(tracker: Tracker) -> Optional[str]:

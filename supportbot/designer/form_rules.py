@@ -56,6 +56,7 @@ BEHAVIOURS: Dict[str, Tuple[str, str]] = {
     "affirm": ("continue", "utter_form_continue"),
     "inform": ("reask", "action_explain_reask"),
     "nlu_fallback": ("answer", "action_handle_nlu_fallback"),  # "say it another way?", with buttons
+    "ask_about_topic": ("answer", "action_clarify_topic"),  # "help with my account": that topic's goals
     "deny": ("leave", "utter_form_abandoned"),
     "goodbye": ("leave", "utter_goodbye"),
     "thank+goodbye": ("leave", "utter_goodbye"),
