@@ -1,6 +1,7 @@
 """Handing a conversation to a person: the record with its full context, a ticket in the
-ticketing backend, the message to the customer, and the pause. Resume with
-`supportbot resume <conversation id>`."""
+ticketing backend, the message to the customer with the honest wait, and the pause. An agent
+claims, answers and hands back with supportbot.handoff (docs/handoff.md);
+`supportbot resume <conversation id>` still gives a conversation back from the server."""
 from __future__ import annotations
 
 import hashlib
@@ -15,6 +16,8 @@ from rasa_sdk.types import DomainDict
 from actions.common import handoff_store, latest_intent, ticketing, turn_key
 from actions.identity import verified_customer, verified_email
 from actions.transcript import context_text, conversation_context
+from supportbot.handoff.claims import Claims
+from supportbot.handoff.waiting import tell_wait
 from supportbot.store import Handoff
 
 logger = logging.getLogger(__name__)
@@ -35,7 +38,8 @@ def is_angry(parse_data: Dict[str, Any]) -> bool:
 
 
 def hand_off(dispatcher: CollectingDispatcher, tracker: Tracker, reason: str) -> List[EventType]:
-    """Record the handoff and file it as a ticket (once per turn), tell the customer, pause."""
+    """Record the handoff and file it as a ticket (once per turn), tell the customer how long
+    the wait is (or when people are back), pause."""
     key = turn_key(tracker, "handoff")
     record = handoff_store().record(
         conversation_id=tracker.sender_id,
@@ -47,6 +51,7 @@ def hand_off(dispatcher: CollectingDispatcher, tracker: Tracker, reason: str) ->
     logger.info("Handoff %s for %s (%s)", record.reference, tracker.sender_id, reason)
     file_ticket(tracker, record, key)
     dispatcher.utter_message(response="utter_handoff", handoff_reference=record.reference)
+    dispatcher.utter_message(text=tell_wait(Claims(handoff_store()), record))
     return [ConversationPaused()]
 
 

@@ -17,7 +17,9 @@ carries `metadata.reply_to` / `metadata.index` (which answer it is, for feedback
 has taken over, and POST /webhooks/socketio/feedback stores thumbs and ratings. A session is
 kept to the browser that opened it: `session_confirm` carries a session key (`SessionKeys`)
 that a reload must present to rejoin, and the feedback and state endpoints require in the
-X-Session-Key header; only SUPPORTBOT_ALLOWED_ORIGINS may connect.
+X-Session-Key header; only SUPPORTBOT_ALLOWED_ORIGINS may connect. It also hosts the live
+handoff relay (supportbot/handoff/relay.py, docs/handoff.md): agents' messages into the chat,
+delivered again when the customer's widget rejoins.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
 from supportbot import feedback, settings
+from supportbot.handoff.relay import Relay
 from supportbot.identity import customer_from_metadata
 from supportbot.redact import CardFragments, install_log_masking, mask_in_structure
 from supportbot.store import FeedbackStore
@@ -319,6 +322,7 @@ class RedactingSocketIOInput(SocketIOInput):
         self.keys = SessionKeys(self._secret())
         self._confirmed: Dict[str, ConfirmedSession] = {}  # socket id -> the session it may use
         self._handle: Optional[OnNewMessage] = None  # Rasa's on_new_message, wrapped (blueprint)
+        self.relay: Optional[Relay] = None  # live handoff, set with `sio` (blueprint)
 
     @staticmethod
     def _secret() -> str:
@@ -332,6 +336,8 @@ class RedactingSocketIOInput(SocketIOInput):
         self._handle = redacting(self._answering(on_new_message))
         blueprint = super().blueprint(self._handle)
         self._secure(self.sio)
+        self.relay = Relay(self.sio, self.namespace, self.bot_message_evt)
+        self.relay.register(blueprint)
 
         @blueprint.listener("before_server_start")
         async def keep_app(app: Sanic, _: Any) -> None:
@@ -346,7 +352,11 @@ class RedactingSocketIOInput(SocketIOInput):
             if not self._holds_key(request, conversation_id):
                 return response.json(FORBIDDEN, status=403)
             tracker = await request.app.ctx.agent.tracker_store.retrieve(conversation_id)
-            return response.json({"paused": bool(tracker and tracker.is_paused())})
+            state: Dict[str, Any] = {"paused": bool(tracker and tracker.is_paused())}
+            handoff = self.relay.state(conversation_id) if self.relay else None
+            if handoff:  # waiting or with a person: reference, status, agent, wait_minutes
+                state["handoff"] = handoff
+            return response.json(state)
 
         return blueprint
 
@@ -385,6 +395,8 @@ class RedactingSocketIOInput(SocketIOInput):
         self._join(sid, ConfirmedSession(session_id, customer))
         confirm = {"session_id": session_id, "session_key": self.keys.issue(session_id, customer)}
         await self.sio.emit("session_confirm", confirm, room=sid)
+        if self.relay and session_id == data.get("session_id"):  # rejoined: what an agent sent meanwhile
+            await self.relay.rejoined(session_id)
 
     def _join(self, sid: str, session: ConfirmedSession) -> None:
         previous = self._confirmed.get(sid)

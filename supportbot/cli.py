@@ -1,9 +1,10 @@
 """`supportbot`: run the assistant with embedded defaults, hand conversations back, gate NLU.
 
   supportbot run                 billing service + action server + Rasa (REST, socket.io) + demo store
-                                 + admin app (the designer page)
+                                 + admin app (the designer page, the agent inbox)
   supportbot shell               chat with the running assistant in the terminal
   supportbot handoffs            list handoff records (open ones by default)
+  supportbot handoffs claim|say|release|close REF --agent NAME   answer a handed-off chat live
   supportbot resume SENDER_ID    give a handed-off conversation back to the bot
   supportbot check-nlu           score the model on the held-out NLU test set, fail below thresholds
   supportbot bench               benchmark an NLU config against Rasa's default pipeline
@@ -28,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from supportbot import local_secrets, processes, settings
 from supportbot.admin import accounts as admin_accounts
 from supportbot.benchmark.command import add_arguments as bench_arguments
+from supportbot.handoff import command as handoff_command
 from supportbot.learning import analytics, clusters, corrections, drift, noise
 from supportbot.store import HandoffStore
 
@@ -43,7 +45,7 @@ The assistant is running.
   Demo store with chat:   {demo}   (signed in as alice@example.com)
   Designer page:          {admin}/inbox   ({admin_login})
   Billing service:        {billing}/openapi.yaml   (demo customer: alice@example.com, order 4817263)
-  Handed-off chats:       .venv/bin/supportbot handoffs
+  Handed-off chats:       {admin}/agents   (agent accounts) or .venv/bin/supportbot handoffs
 Logs are in var/logs/. Press Ctrl-C to stop.
 """
 
@@ -79,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
                               log_dir, shared["RASA_AUTH_TOKEN"], env_of("rasa"), root),
         processes.demo_server(args.demo_port, f"http://127.0.0.1:{args.port}", billing_url, log_dir,
                               env_of("demo"), root),
-        processes.admin_server(args.admin_port, log_dir, {**env, **admin_env}, root),
+        # The agent inbox answers handed-off chats through Rasa's relay: its URL and API token.
+        processes.admin_server(args.admin_port, log_dir,
+                               {**env, **admin_env, "RASA_URL": f"http://127.0.0.1:{args.port}",
+                                "RASA_AUTH_TOKEN": shared["RASA_AUTH_TOKEN"]}, root),
         processes.collector(log_dir, env, root),
     ]
     stop = threading.Event()
@@ -302,7 +307,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rasa-url", default=settings.get("RASA_URL"))
     p.add_argument("--sender", help="conversation id (default: a new one)")
     p.set_defaults(func=shell)
-    p = commands.add_parser("handoffs", help="list handoff records")
+    p = commands.add_parser("handoffs", help="list handoff records; answer them live (docs/handoff.md)")
+    handoff_command.add_arguments(p)
     p.add_argument("--all", action="store_true", help="include resolved ones")
     p.set_defaults(func=handoffs)
     p = commands.add_parser("resume", help="hand a paused conversation back to the bot")

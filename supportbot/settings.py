@@ -85,6 +85,15 @@ GROUPS: Tuple[Group, ...] = (
            "required, required, required, `5` s", "the Zendesk adapter"),
     _group("SUPPORTBOT_REFUND_AUTO_LIMIT", ("200",), "`200`", "refunds above it go to a person"),
     _group("SUPPORTBOT_DISPUTE_AUTO_LIMIT", ("100",), "`100`", "disputed charges above it go to a person"),
+    _group("SUPPORTBOT_BUSINESS_HOURS SUPPORTBOT_BUSINESS_TIMEZONE",
+           ("Mon-Fri 08:00-20:00, Sat 09:00-14:00", "Europe/Berlin"),
+           "`Mon-Fri 08:00-20:00, Sat 09:00-14:00`, `Europe/Berlin`",
+           "when people answer handed-off chats (docs/handoff.md#business-hours)"),
+    _group("SUPPORTBOT_HANDOFF_WAIT_SAMPLE SUPPORTBOT_HANDOFF_DEFAULT_WAIT_MINUTES "
+           "SUPPORTBOT_HANDOFF_TIMEOUT_MINUTES",
+           ("20", "10", "15"), "`20`, `10`, `15`",
+           "the wait a customer is told (median time to claim of the last N claims; the default before "
+           "any) and the wait after which they are offered a reply by email (docs/handoff.md)"),
     _group("SUPPORTBOT_RETENTION_OFFER", ("on",), "`on`",
            "one retention offer before a cancellation (`off` to never offer)"),
     _group("SUPPORTBOT_IDENTITY_SECRET", (None,),
@@ -100,7 +109,8 @@ GROUPS: Tuple[Group, ...] = (
            "`supportbot run`"),
     _group("SUPPORTBOT_ADMIN_PORT", ("5058",), "`5058`",
            "`supportbot run`: the admin app (the designer page, docs/learning.md#the-designer-page)"),
-    _group("SUPPORTBOT_ADMIN_ACCOUNTS", (None,), "`supportbot run`: a local `designer`, in `var/secrets.env`",
+    _group("SUPPORTBOT_ADMIN_ACCOUNTS", (None,),
+           "`supportbot run`: a local `designer` and `agent`, in `var/secrets.env`",
            "who may log in to the admin app: `name:role:password-hash,...`, role `designer` or `agent` "
            "(hashes from `python -m supportbot.admin.accounts NAME ROLE`)"),
     _group("SUPPORTBOT_ADMIN_API_TOKENS", (None,), "unset (no bearer tokens)",
@@ -108,7 +118,7 @@ GROUPS: Tuple[Group, ...] = (
     _group("SUPPORTBOT_ADMIN_SECRET", (None,), "random, in `var/secrets.env`",
            "signing the admin app's session cookies"),
     _group("RASA_URL", ("http://127.0.0.1:5005",), "`http://127.0.0.1:5005`",
-           "`supportbot shell` and `resume`: where Rasa answers"),
+           "`supportbot shell` and `resume`, the admin app's agent inbox: where Rasa answers"),
     _group("SUPPORTBOT_RASA_URLS", (None,), "`RASA_URL`",
            "`supportbot learn retrain` and `rollback`: every Rasa server to load a new model into, "
            "comma-separated", ("RASA_URL",)),
@@ -119,9 +129,12 @@ GROUPS: Tuple[Group, ...] = (
     _group("SUPPORTBOT_ALERT_SLACK_CHANNEL", (None,), "unset (alerts are only printed)",
            "`supportbot learn drift`: the Slack channel its alerts are posted to, with `SLACK_BOT_TOKEN` "
            "(docs/learning.md)"),
+    _group("SUPPORTBOT_AGENTS_SLACK_CHANNEL", (None,), "unset (handoffs are not posted to Slack)",
+           "live handoff in Slack: the agents' channel id (`C0123ABCD`) every handoff is posted to; agents "
+           "answer in its thread (docs/slack.md#the-agents-channel)"),
     _group("RASA_AUTH_TOKEN", (None,), "random, in `var/secrets.env`",
-           "Rasa's HTTP API (`supportbot run`, `resume`); passed in the environment, never on a "
-           "command line"),
+           "Rasa's HTTP API (`supportbot run`, `resume`, the agent inbox's relay calls); passed in the "
+           "environment, never on a command line"),
     _group("ACTION_SERVER_TOKEN", (None,), "random, in `var/secrets.env`",
            "Rasa → action server: `endpoints.yml` sends it, the action server refuses calls without it"),
     _group("ACTION_SERVER_HOST ACTION_SERVER_THREADS", ("127.0.0.1", "16"), "`127.0.0.1`, `16`",

@@ -1,17 +1,20 @@
 """The assistant's own persistence (SQLAlchemy): handoff records with their full context, and
 customers' feedback from the web widget.
 
-SQLite by default, any SQLAlchemy URL through SUPPORTBOT_DB_URL (e.g. a Postgres URL). Tables
-are created on first use. This is the store the human-handoff flow, feedback and, later,
-agent corrections write to.
+SQLite by default, any SQLAlchemy URL through SUPPORTBOT_DB_URL (e.g. a Postgres URL). The
+schema is versioned with Alembic (`store_migrations/`, its own version table, so the learning
+store may share the database) and upgraded when a store opens. The live-handoff operations on
+these rows (claims, agent messages) are in supportbot/handoff/.
 """
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from sqlalchemy import Column, DateTime, Float, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.engine import Engine
@@ -22,6 +25,8 @@ from supportbot import settings
 from supportbot.db import make_engine  # also imported from here by slack and ticketing
 
 Base = declarative_base()
+MIGRATIONS = Path(__file__).with_name("store_migrations")
+VERSION_TABLE = "supportbot_store_version"  # not alembic_version: the learning store's may share the database
 
 
 class HandoffRow(Base):
@@ -32,11 +37,62 @@ class HandoffRow(Base):
     # One record per handoff turn: a retried action finds the record it already wrote.
     idempotency_key = Column(String(255), nullable=False, unique=True)
     reason = Column(String(64), nullable=False)
-    status = Column(String(16), nullable=False, default="open")
+    # open (waiting) -> claimed -> handed_back | closed; resolved: `supportbot resume`.
+    status = Column(String(16), nullable=False, default="open", index=True)
     customer_id = Column(String(64))
     context_json = Column(Text, nullable=False)
     created_at = Column(DateTime(timezone=True), nullable=False)
     resolved_at = Column(DateTime(timezone=True))
+    claimed_by = Column(String(255))
+    claimed_at = Column(DateTime(timezone=True))
+    told_wait_minutes = Column(Integer)  # the estimate the customer was given; None: told we're closed
+    email_offered_at = Column(DateTime(timezone=True))  # the customer was offered a reply by email
+
+
+class HandoffMessageRow(Base):
+    """A message the support side sent into a handed-off chat: an agent's reply, or a state
+    change ("Dana joined"). The idempotency key makes a retried send one message; an undelivered
+    one (the customer had left) is sent again when the customer's widget rejoins."""
+
+    __tablename__ = "handoff_messages"
+
+    id = Column(String(36), primary_key=True)
+    handoff_id = Column(String(36), nullable=False, index=True)
+    conversation_id = Column(String(255), nullable=False, index=True)
+    idempotency_key = Column(String(255), nullable=False, unique=True)
+    kind = Column(String(16), nullable=False)  # "agent" (a reply) or a state: supportbot.handoff.messages
+    agent = Column(String(255))
+    text = Column(Text, nullable=False)  # card numbers masked
+    created_at = Column(DateTime(timezone=True), nullable=False)
+    delivered_at = Column(DateTime(timezone=True))
+
+
+_upgrading = threading.Lock()  # Alembic's command context is process-global
+_upgraded: Set[str] = set()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration (once per database and process). Two
+    processes opening a new database at once may race on the first tables: the loser runs
+    the upgrade again and finds it done."""
+    from alembic import command
+    from alembic.config import Config
+
+    with _upgrading:
+        if str(engine.url) in _upgraded:
+            return
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        for attempt in range(3):
+            try:
+                with engine.begin() as connection:
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+                break
+            except Exception:  # noqa: BLE001 -- a concurrent first upgrade; re-raised if it persists
+                if attempt == 2:
+                    raise
+        _upgraded.add(str(engine.url))
 
 
 @dataclass(frozen=True)
@@ -48,6 +104,11 @@ class Handoff:
     customer_id: Optional[str]
     context: Dict[str, Any]
     created_at: datetime
+    claimed_by: Optional[str] = None
+    claimed_at: Optional[datetime] = None
+    resolved_at: Optional[datetime] = None
+    told_wait_minutes: Optional[int] = None
+    email_offered_at: Optional[datetime] = None
 
     @property
     def reference(self) -> str:
@@ -58,7 +119,7 @@ class HandoffStore:
     def __init__(self, db_url: Optional[str] = None) -> None:
         self.db_url = db_url or settings.get("SUPPORTBOT_DB_URL")
         self.engine: Engine = make_engine(self.db_url)
-        Base.metadata.create_all(self.engine)
+        upgrade(self.engine)
 
     def record(
         self,
@@ -100,11 +161,11 @@ class HandoffStore:
             return [_to_handoff(row) for row in session.execute(query).scalars()]
 
     def resolve(self, conversation_id: str) -> int:
-        """Mark the conversation's open handoffs resolved; returns how many were open."""
+        """Mark the conversation's open (or claimed) handoffs resolved; returns how many there were."""
         with Session(self.engine, future=True) as session:
             rows = session.execute(
                 select(HandoffRow).where(
-                    HandoffRow.conversation_id == conversation_id, HandoffRow.status == "open"
+                    HandoffRow.conversation_id == conversation_id, HandoffRow.status.in_(("open", "claimed"))
                 )
             ).scalars().all()
             for row in rows:
@@ -156,7 +217,7 @@ class FeedbackStore:
     def __init__(self, db_url: Optional[str] = None) -> None:
         self.db_url = db_url or settings.get("SUPPORTBOT_DB_URL")
         self.engine: Engine = make_engine(self.db_url)
-        Base.metadata.create_all(self.engine)
+        upgrade(self.engine)
 
     def save(self, *, conversation_id: str, kind: str, value: int, message_id: str = "",
              answer_index: int = 0, **details: Any) -> Tuple[Feedback, bool]:
@@ -205,5 +266,15 @@ def _to_handoff(row: HandoffRow) -> Handoff:
         status=row.status,
         customer_id=row.customer_id,
         context=json.loads(row.context_json),
-        created_at=row.created_at,
+        created_at=aware(row.created_at),
+        claimed_by=row.claimed_by,
+        claimed_at=aware(row.claimed_at),
+        resolved_at=aware(row.resolved_at),
+        told_wait_minutes=row.told_wait_minutes,
+        email_offered_at=aware(row.email_offered_at),
     )
+
+
+def aware(value: Optional[datetime]) -> Optional[datetime]:
+    """SQLite gives back naive datetimes; the store writes UTC."""
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value

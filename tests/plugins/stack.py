@@ -171,6 +171,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
         "SLACK_BOT_TOKEN": fake_slack.BOT_TOKEN,
         "SLACK_SIGNING_SECRET": fake_slack.SIGNING_SECRET,
         "SLACK_API_URL": slack_api.url,
+        # Live handoff in Slack (tests/e2e/test_slack_handoff.py); `intent <name>` collects the
+        # turns it corrects from the event broker above.
+        "SUPPORTBOT_AGENTS_SLACK_CHANNEL": fake_slack.AGENTS_CHANNEL,
+        "SUPPORTBOT_EVENTS_DB_URL": f"sqlite:///{tmp / 'events.db'}",
     }
     servers = [
         processes.billing_server(billing_port, f"sqlite:///{tmp / 'billing.db'}", tmp, env, reset=True),
