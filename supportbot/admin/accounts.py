@@ -38,6 +38,8 @@ MIN_SECRET_LENGTH = 32
 NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 TOKEN_RE = re.compile(r"^[\x21-\x2b\x2d-\x7e]+$")  # visible ASCII except the comma
 LOCAL_DESIGNER = "designer"
+# `supportbot run`'s local accounts: name -> role, one password for both (printed once).
+LOCAL_ACCOUNTS = {LOCAL_DESIGNER: "designer", "agent": "agent"}
 
 
 class ConfigError(ValueError):
@@ -161,7 +163,8 @@ class Config:
 # What `supportbot run` keeps in var/secrets.env for the admin app, with the comment written above it.
 LOCAL = {
     "SUPPORTBOT_ADMIN_SECRET": "signing the admin app's session cookies",
-    "SUPPORTBOT_ADMIN_ACCOUNTS": "the admin app's local designer (a password hash; the password was printed once)",
+    "SUPPORTBOT_ADMIN_ACCOUNTS": "the admin app's local designer and agent (password hashes; the password was "
+                                 "printed once)",
 }
 
 
@@ -179,7 +182,8 @@ def local_defaults(path: Path = SECRETS_FILE,
                 new[name] = secrets.token_urlsafe(32)
             else:
                 password = secrets.token_urlsafe(12)
-                new[name] = f"{LOCAL_DESIGNER}:designer:{hash_password(password)}"
+                new[name] = ",".join(f"{account}:{role}:{hash_password(password)}"
+                                     for account, role in LOCAL_ACCOUNTS.items())
         values[name] = stored.get(name) or new[name]
     if new:
         _append(path, new)
@@ -191,9 +195,9 @@ def login_hint(password: Optional[str], environ: Optional[Mapping[str, str]] = N
     if settings.given("SUPPORTBOT_ADMIN_ACCOUNTS", environ):
         return "log in with an account of SUPPORTBOT_ADMIN_ACCOUNTS"
     if password:
-        return (f"log in as {LOCAL_DESIGNER}, password {password} (shown this once: "
-                f"only its hash is kept, in {SECRETS_FILE})")
-    return (f"log in as {LOCAL_DESIGNER} with the password shown at the first run; for a new one, "
+        return (f"log in as {LOCAL_DESIGNER} (designer page) or agent (agent inbox), password {password} "
+                f"(shown this once: only its hash is kept, in {SECRETS_FILE})")
+    return (f"log in as {LOCAL_DESIGNER} or agent with the password shown at the first run; for a new one, "
             f"delete SUPPORTBOT_ADMIN_ACCOUNTS from {SECRETS_FILE} and run again")
 
 

@@ -1,10 +1,11 @@
 """The admin app around its pages: logging in and out, who may see what, CSRF, errors, templates.
 
-Each page module (today `inbox`: the NLU inbox) adds its routes with `add_routes(app)` and names
-its pages in `app.ctx.pages`, so the navigation and the home page list what a role may open. A route says
-which roles may use it with `@requires(...)`: a person logged in with the session cookie, or a
-program with a bearer token (SUPPORTBOT_ADMIN_API_TOKENS); a POST made with the cookie must carry
-the session's CSRF token. Pages answer errors as pages, `/api/` routes as JSON `{"error": ...}`.
+Each page module (`inbox`: the NLU inbox; `agents`: the agent inbox) adds its routes with
+`add_routes(app)` and names its pages in `app.ctx.pages`, so the navigation and the home page
+list what a role may open. A route says which roles may use it with `@requires(...)`: a person
+logged in with the session cookie, or a program with a bearer token (SUPPORTBOT_ADMIN_API_TOKENS);
+a POST made with the cookie must carry the session's CSRF token. Pages answer errors as pages,
+`/api/` routes as JSON `{"error": ...}`.
 """
 from __future__ import annotations
 
@@ -160,7 +161,7 @@ def safe_next(target: Optional[str]) -> str:
 
 def create_app(config: Config, db_url: str, labels: FrozenSet[str]) -> Sanic:
     """The app; the learning store opens (and migrates) when the server starts."""
-    from supportbot.admin import inbox
+    from supportbot.admin import agents, inbox
 
     app = Sanic(f"supportbot_admin_{next(_app_numbers)}")  # Sanic wants one name per app in a process
     app.config.FALLBACK_ERROR_FORMAT = "json"
@@ -177,6 +178,7 @@ def create_app(config: Config, db_url: str, labels: FrozenSet[str]) -> Sanic:
     _add_login(app)
     app.ctx.pages = []
     inbox.add_routes(app)
+    agents.add_routes(app)
     _add_errors(app)
 
     @app.before_server_start

@@ -70,12 +70,13 @@ def test_the_server_refuses_to_start_without_accounts(monkeypatch):
         admin_main.main(["--port", "1"])
 
 
-def test_run_makes_one_local_designer_and_keeps_only_its_hash(tmp_path):
+def test_run_makes_a_local_designer_and_agent_and_keeps_only_their_hashes(tmp_path):
     path = tmp_path / "var" / "secrets.env"
     load_local_secrets(create=True, path=path, environ={})  # the other servers' secrets are there first
     values, password = local_defaults(path, environ={})
-    name, role, encoded = values["SUPPORTBOT_ADMIN_ACCOUNTS"].split(":")
-    assert (name, role) == ("designer", "designer") and verify_password(password, encoded)
+    accounts = [entry.split(":") for entry in values["SUPPORTBOT_ADMIN_ACCOUNTS"].split(",")]
+    assert [(name, role) for name, role, _ in accounts] == [("designer", "designer"), ("agent", "agent")]
+    assert all(verify_password(password, encoded) for _, _, encoded in accounts)
     assert password not in path.read_text() and len(values["SUPPORTBOT_ADMIN_SECRET"]) >= 32
     assert "password" in login_hint(password, environ={}) and password in login_hint(password, environ={})
     again, no_password = local_defaults(path, environ={})
