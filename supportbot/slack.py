@@ -13,6 +13,8 @@ What it adds to `rasa.core.channels.slack.SlackInput` (whose signature check it 
   background task, so Slack gets its answer at once, however slow the bot is.
 - Card numbers are masked before Rasa sees the text (`redacting`, like the other channels).
 - Clear status codes: 401 bad or stale signature, 400 malformed body, 200 for events it ignores.
+- With SUPPORTBOT_AGENTS_SLACK_CHANNEL, that channel's events (signed and taken once like the
+  rest) go to supportbot/handoff/slack_agents.py: the agents' side of the live handoff.
 
 Setup and behaviour for operators: docs/slack.md.
 """
@@ -48,6 +50,7 @@ from sqlalchemy.orm import Session, declarative_base
 
 from supportbot import settings
 from supportbot.channels import OnNewMessage, redacting
+from supportbot.handoff.slack_agents import SlackAgents, SlackApi
 from supportbot.store import make_engine
 
 logger = logging.getLogger(__name__)
@@ -202,15 +205,20 @@ class SlackInput(RasaSlackInput):
             proxy=credentials.get("proxy"),
             slack_signing_secret=credentials.get("slack_signing_secret") or env("SLACK_SIGNING_SECRET") or "",
             slack_api_url=credentials.get("slack_api_url") or env("SLACK_API_URL"),
+            agents_channel=env("SUPPORTBOT_AGENTS_SLACK_CHANNEL"),
         )
 
     def __init__(self, slack_token: str, slack_channel: Optional[str] = None, proxy: Optional[str] = None,
                  slack_signing_secret: str = "", slack_api_url: str = DEFAULT_API_URL,
-                 event_log: Optional[SlackEventLog] = None) -> None:
+                 event_log: Optional[SlackEventLog] = None, agents_channel: Optional[str] = None) -> None:
         super().__init__(slack_token, slack_channel, proxy, use_threads=True,
                          slack_signing_secret=slack_signing_secret, conversation_granularity="thread")
         self.api_url = slack_api_url
         self.event_log = event_log or SlackEventLog()
+        # Live handoff in Slack: the agents' channel is theirs, never a customer's conversation.
+        self.agents: Optional[SlackAgents] = None
+        if agents_channel and self.configured:
+            self.agents = SlackAgents(agents_channel, SlackApi(slack_token, slack_api_url))
 
     @property
     def configured(self) -> bool:
@@ -229,6 +237,11 @@ class SlackInput(RasaSlackInput):
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
         handle = redacting(on_new_message)
         slack_webhook = Blueprint("slack_webhook", __name__)
+
+        @slack_webhook.listener("after_server_start")
+        async def start_agents(app: Any, _: Any) -> None:
+            if self.agents is not None:
+                self.agents.start(app)
 
         @slack_webhook.route("/", methods=["GET"])
         async def health(_: Request) -> HTTPResponse:
@@ -264,10 +277,14 @@ class SlackInput(RasaSlackInput):
             logger.info("Slack event %s already taken in (retry %s): answered only", incoming.keys,
                         request.headers.get("X-Slack-Retry-Num", "-"))
             return response.json({"ok": True, "duplicate": True}, headers={"X-Slack-No-Retry": "1"})
-        message = UserMessage(incoming.text, self.get_output_channel(incoming.channel, incoming.thread_ts),
-                              incoming.sender_id, input_channel=self.name(), metadata=incoming.metadata)
+        if self.agents is not None and incoming.channel == self.agents.channel:
+            work = self.agents.take(incoming)  # supportbot/handoff/slack_agents.py
+        else:
+            message = UserMessage(incoming.text, self.get_output_channel(incoming.channel, incoming.thread_ts),
+                                  incoming.sender_id, input_channel=self.name(), metadata=incoming.metadata)
+            work = _handle(handle, message)
         # Keep a reference: the event loop holds tasks only weakly.
-        task = asyncio.create_task(_handle(handle, message))
+        task = asyncio.create_task(work)
         self._background_tasks.add(task)
         task.add_done_callback(self._background_tasks.discard)
         return response.json({"ok": True})
@@ -298,8 +315,10 @@ class SlackInput(RasaSlackInput):
         keys = [f"message:{team}:{channel}:{ts}"]
         if payload.get("event_id"):
             keys.insert(0, str(payload["event_id"]))
+        mentioned = event.get("type") == "app_mention" or any(f"<@{uid}" in str(event["text"]) for uid in bot_ids)
         return Incoming(text, team, channel, thread_ts, keys, _metadata(
-            channel, thread_ts, bot_ids, team=team, user=user, ts=ts, event_id=payload.get("event_id")))
+            channel, thread_ts, bot_ids, team=team, user=user, ts=ts, event_id=payload.get("event_id"),
+            mentioned=mentioned or None))
 
     def _from_button(self, payload: Dict[str, Any]) -> Optional[Incoming]:
         """A click on a button the bot sent (Slack's interactivity, same request URL)."""
@@ -321,7 +340,11 @@ class SlackInput(RasaSlackInput):
         """Direct messages and @mentions always; other channel messages only in SLACK_CHANNEL
         when it is set, else in every channel the bot was invited to."""
         return (event.get("channel_type") == "im" or event.get("type") == "app_mention"
-                or not self.slack_channel or event.get("channel") == self.slack_channel)
+                or not self.slack_channel or event.get("channel") in (self.slack_channel, self._agents_channel))
+
+    @property
+    def _agents_channel(self) -> Optional[str]:
+        return self.agents.channel if self.agents is not None else None
 
 
 def _parse(request: Request) -> Tuple[Optional[Dict[str, Any]], str]:

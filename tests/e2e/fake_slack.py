@@ -7,8 +7,9 @@ Slack signs them. The Rasa server is pointed at this fake through SLACK_API_URL.
 
 It records every `chat.postMessage` call (channel, text, thread_ts, blocks, the bearer token
 and whether `as_user` was sent) and answers `{"ok": true, "ts": ...}` like Slack does;
-`auth.test` answers with a fixed bot identity. Any other method gets Slack's
-`unknown_method` error, so an unexpected call shows up in the Rasa log.
+`chat.postEphemeral` is recorded the same way, with `ephemeral` naming the one user who sees it.
+`auth.test` answers with a fixed bot identity and `users.info` with the people in USERS. Any
+other method gets Slack's `unknown_method` error, so an unexpected call shows up in the Rasa log.
 """
 from __future__ import annotations
 
@@ -17,13 +18,16 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 # The fake workspace's credentials (what Slack shows on the app's settings pages).
 BOT_TOKEN = "xoxb-test-bot-token"
 SIGNING_SECRET = "test-slack-signing-secret"
 TEAM_ID = "T0TESTTEAM"
 BOT_USER_ID = "U0SUPPORTBOT"
+AGENTS_CHANNEL = "C0AGENTS01"  # SUPPORTBOT_AGENTS_SLACK_CHANNEL: where handoffs are posted
+# The workspace's people (users.info): id -> (handle, display name).
+USERS = {"U0DANA": ("dana.k", "Dana"), "U0SAM": ("sam.r", "Sam")}
 
 
 class FakeSlack:
@@ -51,14 +55,23 @@ class FakeSlack:
             self.calls.append(method)
             if method == "auth.test":
                 return {"ok": True, "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": "B0SUPPORTBOT"}
-            if method != "chat.postMessage":
+            if method == "users.info":
+                if params.get("user") not in USERS:
+                    return {"ok": False, "error": "user_not_found"}
+                handle, display = USERS[params["user"]]
+                return {"ok": True, "user": {"id": params["user"], "name": handle, "real_name": display.upper(),
+                                             "profile": {"display_name": display}}}
+            if method not in ("chat.postMessage", "chat.postEphemeral"):
                 return {"ok": False, "error": "unknown_method"}
             ts = f"{time.time():.6f}"
             self.posts.append({
                 "channel": params.get("channel"), "text": params.get("text"),
                 "thread_ts": params.get("thread_ts"), "blocks": params.get("blocks"),
                 "token": token, "as_user": "as_user" in params, "ts": ts,
+                "ephemeral": params.get("user") if method == "chat.postEphemeral" else None,
             })
+            if method == "chat.postEphemeral":
+                return {"ok": True, "message_ts": ts}
             return {"ok": True, "channel": params.get("channel"), "ts": ts,
                     "message": {"text": params.get("text"), "ts": ts}}
 
@@ -85,12 +98,14 @@ def _handler(fake: FakeSlack) -> type:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+            url = urlsplit(self.path)
+            params = dict(parse_qsl(url.query))  # a GET method (users.info) takes its arguments here
             if "json" in (self.headers.get("Content-Type") or ""):
-                params = json.loads(body or "{}")
+                params.update(json.loads(body or "{}"))
             else:
-                params = dict(parse_qsl(body))
+                params.update(parse_qsl(body))
             token = (self.headers.get("Authorization") or "").replace("Bearer ", "")
-            answer = json.dumps(fake.record(self.path.rstrip("/").rsplit("/", 1)[-1], params, token))
+            answer = json.dumps(fake.record(url.path.rstrip("/").rsplit("/", 1)[-1], params, token))
             self.send_response(200)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(answer.encode())))
