@@ -65,6 +65,7 @@ def file_ticket(tracker: Tracker, record: Handoff, key: str) -> Optional[str]:
         ticket = ticketing().create_ticket(
             requester=requester_email(tracker), subject=f"Chat handoff {record.reference}: {record.reason}",
             body=ticket_body(record), tags=["chat-handoff", record.reason], idempotency_key=key)
+        handoff_store().set_ticket(record.id, ticket.id)  # agent replies on it reach the chat
     except Exception:  # noqa: BLE001 -- see the docstring
         logger.exception("Handoff %s stored, but no ticket could be opened", record.reference)
         return None

@@ -47,6 +47,9 @@ class HandoffRow(Base):
     claimed_at = Column(DateTime(timezone=True))
     told_wait_minutes = Column(Integer)  # the estimate the customer was given; None: told we're closed
     email_offered_at = Column(DateTime(timezone=True))  # the customer was offered a reply by email
+    ticket_id = Column(String(64))  # the ticket the handoff was filed as (None: ticketing failed)
+    team = Column(String(64), index=True)  # the queue that owns it (docs/handoff.md#routing)
+    priority = Column(String(16))  # low | normal | high | urgent
 
 
 class HandoffMessageRow(Base):
@@ -109,6 +112,9 @@ class Handoff:
     resolved_at: Optional[datetime] = None
     told_wait_minutes: Optional[int] = None
     email_offered_at: Optional[datetime] = None
+    ticket_id: Optional[str] = None
+    team: Optional[str] = None
+    priority: Optional[str] = None
 
     @property
     def reference(self) -> str:
@@ -129,6 +135,8 @@ class HandoffStore:
         reason: str,
         customer_id: Optional[str],
         context: Dict[str, Any],
+        team: Optional[str] = None,
+        priority: Optional[str] = None,
     ) -> Handoff:
         """Store a handoff, or return the one already stored under `idempotency_key`."""
         with Session(self.engine, future=True) as session:
@@ -146,10 +154,20 @@ class HandoffStore:
                 customer_id=customer_id,
                 context_json=json.dumps(context, ensure_ascii=False, default=str),
                 created_at=datetime.now(timezone.utc),
+                team=team,
+                priority=priority,
             )
             session.add(row)
             session.commit()
             return _to_handoff(row)
+
+    def set_ticket(self, handoff_id: str, ticket_id: str) -> None:
+        """Remember the ticket a handoff was filed as (a retried filing writes the same id)."""
+        with Session(self.engine, future=True) as session:
+            row = session.get(HandoffRow, handoff_id)
+            if row is not None and row.ticket_id != ticket_id:
+                row.ticket_id = ticket_id
+                session.commit()
 
     def list(self, conversation_id: Optional[str] = None, status: Optional[str] = None) -> List[Handoff]:
         query = select(HandoffRow).order_by(HandoffRow.created_at)
@@ -272,6 +290,9 @@ def _to_handoff(row: HandoffRow) -> Handoff:
         resolved_at=aware(row.resolved_at),
         told_wait_minutes=row.told_wait_minutes,
         email_offered_at=aware(row.email_offered_at),
+        ticket_id=row.ticket_id,
+        team=row.team,
+        priority=row.priority,
     )
 
 

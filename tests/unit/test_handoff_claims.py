@@ -195,7 +195,7 @@ def test_the_migrations_build_the_schema_the_code_declares(db_url):
         ours = set(Base.metadata.tables)  # other stores' tables may share the database
         diff = [d for d in compare_metadata(context, Base.metadata) if _table_of(d) in ours]
         assert diff == []
-        assert connection.execute(sqlalchemy.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0002"
+        assert connection.execute(sqlalchemy.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0003"
 
 
 def test_a_database_from_before_the_migrations_is_adopted(tmp_path):
