@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Dict, List, Optional
+from decimal import Decimal
+from typing import Any, Dict, List, Optional, Sequence
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ConversationPaused, EventType
@@ -16,6 +17,7 @@ from rasa_sdk.types import DomainDict
 from actions.common import handoff_store, latest_intent, ticketing, turn_key
 from actions.identity import verified_customer, verified_email
 from actions.transcript import context_text, conversation_context
+from supportbot.handoff import routing
 from supportbot.handoff.claims import Claims
 from supportbot.handoff.waiting import tell_wait
 from supportbot.store import Handoff
@@ -37,34 +39,44 @@ def is_angry(parse_data: Dict[str, Any]) -> bool:
     return bool((parse_data.get("tone") or {}).get("angry"))
 
 
-def hand_off(dispatcher: CollectingDispatcher, tracker: Tracker, reason: str) -> List[EventType]:
-    """Record the handoff and file it as a ticket (once per turn), tell the customer how long
-    the wait is (or when people are back), pause."""
+def hand_off(dispatcher: CollectingDispatcher, tracker: Tracker, reason: str,
+             amount: Optional[Decimal] = None) -> List[EventType]:
+    """Record the handoff with its team and priority (routing.yml; `amount`: the money at stake,
+    when the caller knows it from the billing service) and file it as a ticket in that team's
+    queue (once per turn), tell the customer how long the wait is (or when people are back), pause."""
     key = turn_key(tracker, "handoff")
+    context = conversation_context(tracker)
+    route = routing.from_env().route(reason, context, amount)
     record = handoff_store().record(
         conversation_id=tracker.sender_id,
         idempotency_key=key,
         reason=reason,
         customer_id=verified_customer(tracker),
-        context=conversation_context(tracker),
+        context=context,
+        team=route.team,
+        priority=route.priority,
     )
-    logger.info("Handoff %s for %s (%s)", record.reference, tracker.sender_id, reason)
-    file_ticket(tracker, record, key)
+    logger.info("Handoff %s for %s (%s) to %s, priority %s", record.reference, tracker.sender_id, reason,
+                record.team, record.priority)
+    file_ticket(tracker, record, key, route.why)
     dispatcher.utter_message(response="utter_handoff", handoff_reference=record.reference)
     dispatcher.utter_message(text=tell_wait(Claims(handoff_store()), record))
     return [ConversationPaused()]
 
 
-def file_ticket(tracker: Tracker, record: Handoff, key: str) -> Optional[str]:
-    """Open the handoff's ticket (same idempotency key as the record); returns its id.
+def file_ticket(tracker: Tracker, record: Handoff, key: str, why: Sequence[str] = ()) -> Optional[str]:
+    """Open the handoff's ticket (same idempotency key as the record) in its team's queue, with its
+    priority; returns its id.
 
     Never raises: the record is already stored and the customer must still be told, so a
     ticketing failure -- or a bug in an adapter -- is logged, not shown.
     """
     try:
+        team = routing.from_env().teams.get(record.team or "")
         ticket = ticketing().create_ticket(
             requester=requester_email(tracker), subject=f"Chat handoff {record.reference}: {record.reason}",
-            body=ticket_body(record), tags=["chat-handoff", record.reason], idempotency_key=key)
+            body=ticket_body(record, why=why), tags=["chat-handoff", record.reason], idempotency_key=key,
+            queue=team.queue if team else None, priority=record.priority)
         handoff_store().set_ticket(record.id, ticket.id)  # agent replies on it reach the chat
     except Exception:  # noqa: BLE001 -- see the docstring
         logger.exception("Handoff %s stored, but no ticket could be opened", record.reference)
@@ -83,9 +95,12 @@ def requester_email(tracker: Tracker) -> str:
     return f"chat-{digest}@anonymous.invalid"
 
 
-def ticket_body(record: Handoff, max_lines: int = 50) -> str:
+def ticket_body(record: Handoff, max_lines: int = 50, why: Sequence[str] = ()) -> str:
     """The summary a person reads in the ticket: why, who, and the latest transcript."""
     intro = [f"Handed off by the assistant: {record.reason} (reference {record.reference})."]
+    if record.team:
+        intro.append(f"Routed to {record.team}, priority {record.priority}"
+                     + (f" ({'; '.join(why)})." if why else "."))
     return context_text(intro, record.context, conversation_id=record.conversation_id,
                         customer_id=record.customer_id, full_record=f"handoff {record.reference}",
                         max_lines=max_lines)

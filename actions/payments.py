@@ -153,7 +153,7 @@ class ActionCheckPayments(Action):
                 dispatcher.utter_message(response="utter_refund_needs_review",
                                          what=f"the duplicate charge {extra.id}",
                                          why=over_limit_reason(extra.currency))
-                return hand_off(dispatcher, tracker, reason="refund_review")
+                return hand_off(dispatcher, tracker, reason="refund_review", amount=extra.amount)
             quote = {"payment_id": extra.id, "amount": str(extra.amount), "currency": extra.currency,
                      "reason": f"duplicate of payment {duplicates[0].original_payment_id}"}
             dispatcher.utter_message(response="utter_duplicate_charge", amount=str(extra.amount),
@@ -278,11 +278,11 @@ class ActionOpenDispute(Action):
                 return done
             bank = any(BANK_WORDS.search(text) for text in flow_messages(tracker, "dispute_charge"))
             if bank or payment.amount > dispute_auto_limit():
-                return done + _dispute_to_person(dispatcher, tracker, bank, payment.currency)
+                return done + _dispute_to_person(dispatcher, tracker, bank, payment.currency, payment.amount)
             dispute = billing().create_dispute(customer_id, payment_id=payment_id, reason=reason or "not given",
                                                idempotency_key=turn_key(tracker, "dispute"))
         except NeedsReview:  # the service's own limit
-            return done + _dispute_to_person(dispatcher, tracker, False, payment.currency)
+            return done + _dispute_to_person(dispatcher, tracker, False, payment.currency, payment.amount)
         except InvalidRequest as error:
             if error.code == "already_disputed":
                 dispatcher.utter_message(response="utter_dispute_exists")
@@ -298,8 +298,8 @@ class ActionOpenDispute(Action):
 
 
 def _dispute_to_person(dispatcher: CollectingDispatcher, tracker: Tracker, bank: bool,
-                       currency: str) -> List[EventType]:
+                       currency: str, amount: Optional[Decimal] = None) -> List[EventType]:
     why = ("chargebacks and bank disputes are handled by our billing team" if bank else
            f"disputes over {dispute_auto_limit()} {currency} are reviewed by a person")
     dispatcher.utter_message(response="utter_dispute_to_person", why=why)
-    return hand_off(dispatcher, tracker, reason="charge_dispute")
+    return hand_off(dispatcher, tracker, reason="charge_dispute", amount=amount)

@@ -104,7 +104,7 @@ class ActionConfirmRefund(Action):
             why = (POLICY_TEXT.get(quote.reason or "", "") if not quote.eligible
                    else over_limit_reason(quote.currency))
             dispatcher.utter_message(response="utter_refund_needs_review", what=f"order {order_id}", why=why)
-            return _clear_refund() + hand_off(dispatcher, tracker, reason="refund_review")
+            return _clear_refund() + hand_off(dispatcher, tracker, reason="refund_review", amount=amount)
         # What the customer confirms is exactly what action_create_refund will send.
         summary = {"order_id": order_id, "amount": str(amount), "currency": quote.currency,
                    "reason": tracker.get_slot("refund_reason") or ""}

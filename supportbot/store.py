@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, declarative_base
 
-from supportbot import settings
+from supportbot import metrics, settings
 from supportbot.db import make_engine  # also imported from here by slack and ticketing
 
 Base = declarative_base()
@@ -159,6 +159,7 @@ class HandoffStore:
             )
             session.add(row)
             session.commit()
+            metrics.count_handoff(reason, team, priority)  # new ones only: a retry is not a handoff
             return _to_handoff(row)
 
     def set_ticket(self, handoff_id: str, ticket_id: str) -> None:

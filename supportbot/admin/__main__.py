@@ -14,6 +14,7 @@ from typing import List, Optional
 from supportbot import settings
 from supportbot.admin.accounts import Config, ConfigError
 from supportbot.admin.app import create_app
+from supportbot.handoff import routing
 from supportbot.learning.labels import known_labels
 
 
@@ -36,6 +37,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     labels = known_labels()
     if not labels:
         sys.exit("admin app not started: no intents in domain/ (run it from the project's folder)")
+    try:  # the agent inbox's teams
+        routing.from_env()
+    except routing.RoutingError as error:
+        sys.exit(f"admin app not started: {error}")
     app = create_app(config, args.db, labels)
     print(f"Admin app on http://{args.host}:{args.port} ({len(config.accounts)} accounts)", flush=True)
     app.run(host=args.host, port=args.port, access_log=False, motd=False)

@@ -2,12 +2,12 @@
 (docs/handoff.md#the-agent-inbox). A thin layer over supportbot.handoff.desk.Desk, which stores
 each change first (claims, idempotent messages) and then has Rasa's relay deliver it.
 
-  GET  /agents                          the queue (agents)
-  GET  /agents/queue                    the queue's HTML alone, for the page to refresh itself
+  GET  /agents[?team=T]                 the queue (agents), of one team's queue when given
+  GET  /agents/queue[?team=T]           the queue's HTML alone, for the page to refresh itself
   GET  /agents/<ref>                    one conversation: context, the chat, the controls
-  POST /agents/<ref>/{claim,reply,hand-back,close,correction}   its forms, without JavaScript
+  POST /agents/<ref>/{claim,reply,hand-back,close,correction,move}   its forms, without JavaScript
 
-  GET  /api/handoffs                    the queue as JSON
+  GET  /api/handoffs[?team=T]           the queue as JSON, most urgent first, then longest waiting
   GET  /api/handoffs/<ref>              one handoff with the context the assistant recorded
   GET  /api/handoffs/<ref>/conversation[?after=N]   the chat's lines from the N-th on, and its state
   POST /api/handoffs/<ref>/claim        409 when another agent was first
@@ -15,6 +15,8 @@ each change first (claims, idempotent messages) and then has Rasa's relay delive
   POST /api/handoffs/<ref>/hand-back    the bot takes over again, with its slots
   POST /api/handoffs/<ref>/close
   POST /api/handoffs/<ref>/correction   {"intent"}: the bot's intent was wrong (the learning loop)
+  POST /api/handoffs/<ref>/move         {"team"}: to another team's queue, with its ticket (a routing
+                                        correction for the learning loop)
 
 The agent is the logged-in account (or the bearer token's caller): the customer reads its name.
 All state is in the stores, so a reloaded page, or another tab, shows the conversation as it is.
@@ -34,6 +36,7 @@ from sanic.response import HTTPResponse
 from supportbot.admin.app import ApiError, Page, in_thread, render, requires, user
 from supportbot.admin.inbox import _json_body
 from supportbot.errors import BackendError, Conflict, InvalidRequest, NotFound, Unauthorized
+from supportbot.handoff import routing
 from supportbot.handoff.claims import ACTIVE, CLAIMED, message_text
 from supportbot.handoff.desk import Desk, Line, QueueItem
 from supportbot.learning.corrections import CorrectionError, UnknownTurn, record_correction
@@ -48,7 +51,8 @@ NOT_STEPS = frozenset({"action_listen", "action_session_start", "action_extract_
 DONE = {"claimed": "You claimed this conversation: the customer reads that you joined.",
         "sent": "Sent.",
         "handed_back": "Handed back: the assistant answers again, with what it knew.",
-        "closed": "Closed: the assistant is back for anything else."}
+        "closed": "Closed: the assistant is back for anything else.",
+        "moved": "Moved to the other team's queue, with its ticket: recorded as a routing correction."}
 
 
 # --- The desk, opened on first use (pages that need no handoffs never open its store) ---
@@ -59,7 +63,9 @@ _desk_lock = threading.Lock()
 def _desk(app: Sanic) -> Desk:
     with _desk_lock:
         if getattr(app.ctx, "desk", None) is None:
-            app.ctx.desk = Desk()  # SUPPORTBOT_DB_URL; RASA_URL and RASA_AUTH_TOKEN (var/secrets.env)
+            # SUPPORTBOT_DB_URL; RASA_URL and RASA_AUTH_TOKEN (var/secrets.env); SUPPORTBOT_TICKETING for
+            # moves; routing corrections go to the app's learning store.
+            app.ctx.desk = Desk(learning=lambda: app.ctx.store)
         return app.ctx.desk
 
 
@@ -94,9 +100,19 @@ def waited(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def team_name(key: Optional[str]) -> Optional[str]:
+    """The team's name as agents read it ("Orders and delivery"); the key for a team no longer in
+    routing.yml; None for a handoff made before routing."""
+    if key is None:
+        return None
+    team = routing.from_env().teams.get(key)
+    return team.name if team else key
+
+
 def item_view(item: QueueItem, me: str) -> Dict[str, Any]:
     return {"reference": item.reference, "handoff_id": item.handoff_id, "conversation_id": item.conversation_id,
             "reason": item.reason, "status": item.status, "agent": item.agent, "yours": item.agent == me,
+            "team": item.team, "team_name": team_name(item.team), "priority": item.priority,
             "waiting_seconds": round(item.waiting_seconds), "waited": waited(item.waiting_seconds),
             "verified": item.verified, "customer_id": item.customer_id,
             "told_wait_minutes": item.told_wait_minutes, "email_offered": item.email_offered,
@@ -109,6 +125,8 @@ def handoff_view(handoff: Handoff, me: str, now: Optional[datetime] = None) -> D
     return {"reference": handoff.reference, "handoff_id": handoff.id, "conversation_id": handoff.conversation_id,
             "reason": handoff.reason, "status": handoff.status, "agent": handoff.claimed_by,
             "yours": handoff.status == CLAIMED and handoff.claimed_by == me,
+            "team": handoff.team, "team_name": team_name(handoff.team), "priority": handoff.priority,
+            "ticket_id": handoff.ticket_id,
             "active": handoff.status in ACTIVE, "created_at": handoff.created_at.isoformat(),
             "waiting_seconds": round((now - handoff.created_at).total_seconds()),
             "waited": waited((now - handoff.created_at).total_seconds()),
@@ -183,6 +201,15 @@ def _after(request: Request) -> int:
     if not value.isascii() or not value.isdigit() or len(value) > 9:
         raise ApiError(400, '"after" must be a line number (0 or more)')
     return int(value)
+
+
+def _team(request: Request) -> Optional[str]:
+    """`?team=`: a team of routing.yml, or none (every queue); Desk.queue says 400 for any other."""
+    return request.args.get("team") or None
+
+
+def teams_view() -> List[Dict[str, str]]:
+    return [{"key": t.key, "name": t.name} for t in routing.from_env().teams.values()]
 
 
 def _text_and_key(body: Any) -> Tuple[str, Optional[str]]:
@@ -267,7 +294,7 @@ def _add_pages(app: Sanic) -> None:
     @app.get("/agents/queue")
     @requires("agent")
     async def queue_part(request: Request) -> HTTPResponse:
-        items = await desk_call(request, "queue")
+        items = await desk_call(request, "queue", team=_team(request))
         return render(request, "agents_queue.html", title="Agent inbox",
                       items=[item_view(i, user(request).name) for i in items])
 
@@ -284,8 +311,9 @@ def _add_pages(app: Sanic) -> None:
 
 
 async def _queue_page(request: Request, flash: Optional[Dict[str, str]], status: int = 200) -> HTTPResponse:
-    items = await desk_call(request, "queue")
-    return render(request, "agents.html", status, title="Agent inbox", flash=flash,
+    team = _team(request)
+    items = await desk_call(request, "queue", team=team)
+    return render(request, "agents.html", status, title="Agent inbox", flash=flash, team=team, teams=teams_view(),
                   items=[item_view(i, user(request).name) for i in items])
 
 
@@ -299,7 +327,7 @@ async def _conversation_page(request: Request, reference: str, flash: Optional[D
     return render(request, "agent_conversation.html", status, title=f"Conversation {handoff.reference}",
                   handoff=handoff_view(handoff, me), lines=lines, steps=steps, problem=problem,
                   flash=flash, draft=draft, key=uuid.uuid4().hex, labels=sorted(request.app.ctx.labels),
-                  poll_seconds=POLL_SECONDS)
+                  poll_seconds=POLL_SECONDS, teams=teams_view())
 
 
 def _add_forms(app: Sanic) -> None:
@@ -348,8 +376,15 @@ def _add_forms(app: Sanic) -> None:
         result = await correct(request, reference, _intent(request.form.get("intent"), request.app.ctx.labels))
         return {"corrected": result["label"]}
 
+    async def move(request: Request, reference: str) -> Dict[str, str]:
+        if not request.form.get("team"):
+            raise ApiError(400, "choose the team whose queue it belongs in")
+        await desk_call(request, "move", reference, user(request).name, request.form.get("team"),
+                        source="agent_inbox")
+        return {"done": "moved"}
+
     for verb, done in (("claim", claim), ("reply", reply), ("hand-back", hand_back), ("close", close),
-                       ("correction", correction)):
+                       ("correction", correction), ("move", move)):
         form_route(verb, done)
 
 
@@ -362,7 +397,7 @@ def _add_api(app: Sanic) -> None:
     @app.get("/api/handoffs")
     @requires("agent")
     async def api_queue(request: Request) -> HTTPResponse:
-        items = await desk_call(request, "queue")
+        items = await desk_call(request, "queue", team=_team(request))
         return response.json({"handoffs": [item_view(i, user(request).name) for i in items]}, default=str)
 
     @app.get("/api/handoffs/<reference>")
@@ -414,4 +449,14 @@ def _add_api(app: Sanic) -> None:
             raise ApiError(400, "the body must be a JSON object")
         intent = _intent(body.get("intent"), request.app.ctx.labels)
         return response.json(await correct(request, _reference(reference), intent))
+
+    @app.post("/api/handoffs/<reference>/move")
+    @requires("agent")
+    async def api_move(request: Request, reference: str) -> HTTPResponse:
+        body = _json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("team"), str):
+            raise ApiError(400, '"team" must be the team to move it to, a string')
+        handoff = await desk_call(request, "move", _reference(reference), user(request).name, body["team"],
+                                  source="agent_inbox")
+        return response.json(handoff_view(handoff, user(request).name), default=str)
 

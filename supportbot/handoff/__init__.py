@@ -6,4 +6,5 @@
 - relay.py     inside Rasa: messages into the tracker and the open chat, resume, the timeout watcher
 - client.py    the agents' side of the relay: Rasa over HTTP
 - desk.py      the Python API for the agent page, Slack and the CLI (command.py)
+- routing.py   which team's queue a handoff goes to, and its priority (routing.yml)
 """

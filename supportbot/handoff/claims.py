@@ -152,6 +152,22 @@ class Claims:
             raise Conflict(_why_not(handoff, agent), code="not_yours")
         return handoff
 
+    def move(self, reference: str, team: str) -> Tuple[Handoff, Optional[str]]:
+        """Put a waiting or claimed handoff in `team`'s queue; returns it and the team it was in
+        (`team` itself: nothing changed, a retry). Conflict when it is over, or another agent
+        moved it at the same moment."""
+        handoff = self.get(reference)
+        if handoff.team == team:
+            return handoff, team
+        was = HandoffRow.team.is_(None) if handoff.team is None else HandoffRow.team == handoff.team
+        if not self._change(handoff.id, [HandoffRow.status.in_(ACTIVE), was], team=team):
+            now = self.get(handoff.id)
+            if now.status not in ACTIVE:
+                raise Conflict(f"{now.reference} is over ({now.status.replace('_', ' ')}): it stays where it is.",
+                               code="over")
+            raise Conflict(f"{now.reference} was just moved to {now.team} by someone else.", code="moved")
+        return self.get(handoff.id), handoff.team
+
     def tell_wait(self, handoff_id: str, minutes: Optional[int]) -> None:
         """Keep what the customer was told (None: that nobody is in), to compare with reality."""
         self._change(handoff_id, [], told_wait_minutes=minutes)

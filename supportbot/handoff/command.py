@@ -1,8 +1,9 @@
-"""`supportbot handoffs queue|show|claim|say|release|close`: the agent desk on the command line,
-for agents without the agent page (docs/handoff.md#the-command-line).
+"""`supportbot handoffs queue|show|claim|say|release|close|move`: the agent desk on the command
+line, for agents without the agent page (docs/handoff.md#the-command-line).
 
-Exit 0 done, 1 refused (another agent has it, it is over, Rasa unreachable: what was stored
-stays stored), 2 bad input (unknown reference, empty message, bad name)."""
+Exit 0 done, 1 refused (another agent has it, it is over, Rasa or the ticketing backend
+unreachable: what was stored stays stored), 2 bad input (unknown reference or team, empty
+message, bad name)."""
 from __future__ import annotations
 
 import argparse
@@ -19,21 +20,26 @@ from supportbot.store import Handoff
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    verbs = parser.add_subparsers(dest="handoff_command", metavar="{queue,show,claim,say,release,close}")
+    verbs = parser.add_subparsers(dest="handoff_command", metavar="{queue,show,claim,say,release,close,move}")
     specs: Dict[str, str] = {
-        "queue": "waiting and claimed handoffs, one JSON line each, longest waiting first",
+        "queue": "waiting and claimed handoffs, one JSON line each, most urgent first, then longest waiting",
         "show": "the conversation as the customer sees it, with what they wrote while waiting",
         "claim": "take a waiting handoff: the customer reads '<agent> from support joined'",
         "say": "send the customer a message (you must hold the claim)",
         "release": "hand back to the bot: it keeps the slots, says so and asks for a rating",
         "close": "end the handoff (also one nobody claimed): the bot is back, the customer is asked for a rating",
+        "move": "put the handoff and its ticket in another team's queue (a routing correction)",
     }
     for verb, help_text in specs.items():
         p = verbs.add_parser(verb, help=help_text)
         if verb != "queue":
             p.add_argument("reference", help="H-… reference, handoff id or conversation id")
-        if verb in ("claim", "say", "release", "close"):
+        if verb in ("claim", "say", "release", "close", "move"):
             p.add_argument("--agent", required=True, help="your name as the customer reads it")
+        if verb in ("queue", "move"):
+            p.add_argument("--team", required=verb == "move",
+                           help="a team of routing.yml (billing, orders, technical, trust)"
+                                + ("" if verb == "move" else ": only its queue"))
         if verb == "say":
             p.add_argument("text", nargs="+", help="the message")
             p.add_argument("--id", help="idempotency key: the same --id again sends nothing new")
@@ -59,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _queue(desk: Desk, args: argparse.Namespace) -> int:
-    for item in sorted(desk.queue(), key=lambda i: -i.waiting_seconds):
+    for item in desk.queue(team=args.team):
         print(json.dumps({
             "reference": item.reference, "conversation_id": item.conversation_id, "reason": item.reason,
+            "team": item.team, "priority": item.priority,
             "status": item.status, "agent": item.agent, "waiting_minutes": round(item.waiting_seconds / 60, 1),
             "verified": item.verified, "customer_id": item.customer_id,
             "told_wait_minutes": item.told_wait_minutes,
@@ -94,5 +101,12 @@ def _say(desk: Desk, args: argparse.Namespace) -> int:
     return 0
 
 
+def _move(desk: Desk, args: argparse.Namespace) -> int:
+    handoff = desk.move(args.reference, args.agent, args.team, source="cli")
+    print(f"{handoff.reference}: in {desk.team(handoff.team).name}'s queue ({handoff.team})"
+          + (f"; ticket {handoff.ticket_id} moved" if handoff.ticket_id else "; no ticket to move"))
+    return 0
+
+
 ACTIONS = {"queue": _queue, "show": _show, "claim": _changed("claim"), "say": _say,
-           "release": _changed("hand_back"), "close": _changed("close")}
+           "release": _changed("hand_back"), "close": _changed("close"), "move": _move}

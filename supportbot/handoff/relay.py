@@ -22,7 +22,8 @@ channel (supportbot/channels.py) carries one more route, `POST /webhooks/socketi
   when the customer's widget rejoins the session (`session_request` with its key).
 
 A call that finds nothing to do does nothing, so a retried call is harmless. A watcher task
-offers a reply by email to customers left waiting too long (docs/handoff.md).
+offers a reply by email to customers left waiting too long (docs/handoff.md); another brings
+agents' replies on the handoffs' tickets into the chat (ticket_replies.py).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ from supportbot.handoff import messages as texts
 from supportbot.handoff.claims import CLOSED, HANDED_BACK, Claims, HandoffMessage
 from supportbot.handoff.client import SYNC_PATH
 from supportbot.handoff.estimate import BusinessHours
+from supportbot.handoff.ticket_replies import TicketReplies
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ class UnknownConversation(LookupError):
 @dataclass
 class SyncResult:
     channel: Optional[str]  # the conversation's latest input channel ("socketio" for the web chat)
-    sockets: int  # sockets of the customer's chat connected to this server
+    sockets: int  # sockets of the customer's chat connected (to any instance with a shared manager)
     paused: bool
     appended: List[str] = field(default_factory=list)  # message ids put in the tracker by this call
     delivered: List[str] = field(default_factory=list)  # message ids emitted by this call
@@ -77,13 +79,17 @@ def outgoing(message: HandoffMessage) -> Dict[str, Any]:
 class Relay:
     """Built by the socket.io channel with its `sio`; `app` is set when the server starts."""
 
-    def __init__(self, sio: Any, namespace: Optional[str], bot_message_evt: str) -> None:
+    def __init__(self, sio: Any, namespace: Optional[str], bot_message_evt: str, presence: Any = None) -> None:
         self.sio, self.namespace, self.bot_message_evt = sio, namespace, bot_message_evt
+        # With a shared client manager: who is connected on any instance (socket_presence.py).
+        self.presence = presence
         self.app: Any = None
         self._claims: Optional[Claims] = None
         self._watcher: Optional[asyncio.Task] = None
         self.hours = BusinessHours.from_env()  # a bad setting stops the server at start, not later
         self.timeout = timedelta(minutes=settings.number("SUPPORTBOT_HANDOFF_TIMEOUT_MINUTES"))
+        self.ticket_replies = TicketReplies()  # agents' replies on the tickets (ticket_replies.py)
+        self._bridge: Optional[asyncio.Task] = None
 
     @property
     def claims(self) -> Claims:
@@ -100,11 +106,13 @@ class Relay:
         async def start_watcher(app: Any, _: Any) -> None:
             self.app = app
             self._watcher = asyncio.get_running_loop().create_task(self.watch())
+            self._bridge = asyncio.get_running_loop().create_task(self.ticket_replies.watch(self.sync))
 
         @blueprint.listener("before_server_stop")
         async def stop_watcher(app: Any, _: Any) -> None:
-            if self._watcher is not None:
-                self._watcher.cancel()
+            for task in (self._watcher, self._bridge):
+                if task is not None:
+                    task.cancel()
 
     async def _sync_request(self, request: Request) -> HTTPResponse:
         token = settings.get("RASA_AUTH_TOKEN")
@@ -136,7 +144,7 @@ class Relay:
             tracker = await agent.tracker_store.retrieve(conversation_id)
             if tracker is None or not tracker.events:
                 raise UnknownConversation(conversation_id)
-            result = SyncResult(tracker.get_latest_input_channel(), self._sockets(conversation_id),
+            result = SyncResult(tracker.get_latest_input_channel(), await self._sockets(conversation_id),
                                 tracker.is_paused())
             if not stored:
                 return result
@@ -180,8 +188,11 @@ class Relay:
             tracker.update(ActionExecuted(ACTION_LISTEN_NAME))
         return appended
 
-    def _sockets(self, room: str) -> int:
-        """Sockets in the room on this server (python-socketio's in-memory manager)."""
+    async def _sockets(self, room: str) -> int:
+        """Sockets in the room: on any instance with a shared client manager (its registry in
+        Redis), else on this server (python-socketio's in-memory manager)."""
+        if self.presence is not None:
+            return await self.presence.count(room)
         try:
             return sum(1 for _ in self.sio.manager.get_participants(self.namespace or "/", room))
         except KeyError:  # no socket has joined any room of the namespace yet

@@ -7,7 +7,8 @@ message's thread is the agents' desk for the conversation:
 - who claimed, handed back or closed is posted into the thread, and, once someone has claimed,
   what the customer wrote since the handoff and each new message;
 - thread commands: `claim`, `hand back`, `close`, `intent <name>` (a correction for the learning
-  loop) and `help`; a message that @mentions the bot is always read as a command.
+  loop), `move <team>` (to another team's queue, a routing correction) and `help`; a message that
+  @mentions the bot is always read as a command.
 
 The posts are made by a watcher inside the Rasa server (`SlackAgents.watch`), not by a hook in
 the handoff action: the customer's messages must be followed from the Rasa side anyway, and a
@@ -37,6 +38,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, declarative_base
 
 from supportbot.errors import BackendError, BackendUnavailable, NotFound
+from supportbot.handoff import routing
 from supportbot.handoff.claims import ACTIVE, CLAIMED, CLOSED, HANDED_BACK, RESOLVED, Claims
 from supportbot.handoff.desk import Desk, summary
 from supportbot.learning.collector import Collector
@@ -55,7 +57,8 @@ LEASE = timedelta(seconds=60)  # a summary post not confirmed by then is made ag
 INTERVAL = 1.0  # seconds between two looks at the store
 CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{4,}")  # events name channels by id, never by #name
 HELP = ("Reply in this thread to answer the customer. Commands: `claim`, `hand back`, `close`, "
-        "`intent <name>` (what the customer really wanted, for the assistant to learn), `help`.")
+        "`intent <name>` (what the customer really wanted, for the assistant to learn), "
+        "`move <team>` (to another team's queue), `help`.")
 VERBS = {"claim": "claim", "hand back": "hand_back", "handback": "hand_back", "release": "hand_back",
          "close": "close", "help": "help"}
 SAID = {CLAIMED: "{agent} claimed this: replies in this thread go to the customer.",
@@ -286,6 +289,8 @@ def parse(text: str, mentioned: bool) -> Tuple[Optional[str], str]:
         if len(words) != 2:
             raise Refused("Say `intent <name>`, e.g. `intent refund_status`.")
         return "intent", words[1]
+    if len(words) == 2 and words[0].lower() == "move":  # "move the date?" stays a reply
+        return "move", words[1].lower()
     if mentioned:
         raise Refused(f"Unknown command {' '.join(words)!r}. {HELP}")
     return None, text
@@ -304,7 +309,8 @@ def summary_text(handoff: Handoff) -> str:
     state = f"claimed by {handoff.claimed_by}" if handoff.status == CLAIMED else handoff.status.replace("_", " ")
     told = "" if handoff.told_wait_minutes is None else f" (told about {handoff.told_wait_minutes} min)"
     customer = f"verified, {handoff.customer_id}" if handoff.customer_id else "not verified"
-    lines = [f"*Handoff {handoff.reference}*: {handoff.reason.replace('_', ' ')} · {state}{told}",
+    routed = f" · {handoff.team}, {handoff.priority} priority" if handoff.team else ""
+    lines = [f"*Handoff {handoff.reference}*: {handoff.reason.replace('_', ' ')}{routed} · {state}{told}",
              f"Customer: {customer}"]
     understood = [f"{i['intent']} {i['confidence']:.2f}" for i in brief["intents"][-3:]
                   if i.get("intent") and isinstance(i.get("confidence"), (int, float))]
@@ -327,6 +333,7 @@ class SlackAgents:
                  learning: Callable[[], LearningStore] = LearningStore, lease: timedelta = LEASE,
                  interval: float = INTERVAL) -> None:
         self.channel = agents_channel(channel) or ""
+        routing.from_env()  # `move <team>`: a wrong routing.yml stops the Rasa server at start, with the reason
         self.slack, self._desk, self.learning = slack, desk, learning
         self.lease, self.interval = lease, interval
         self.relay: Any = None  # set by start(); used when no desk was given
@@ -435,6 +442,10 @@ class SlackAgents:
             self.desk.hand_back(thread.handoff_id, agent)
         elif verb == "close":
             self.desk.close(thread.handoff_id, agent)
+        elif verb == "move":
+            handoff = self.desk.move(thread.handoff_id, agent, argument, source="slack")
+            self._post(message, f"{agent} moved this to {self.desk.team(handoff.team).name}'s queue "
+                                f"(`{handoff.team}`): a routing correction for the learning loop.")
         else:
             self._correct(thread, message, agent, argument)
 

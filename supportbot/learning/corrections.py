@@ -19,7 +19,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import FrozenSet, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,7 +27,16 @@ from sqlalchemy.orm import Session
 from supportbot.learning.collector import HANDOFF_WINDOW
 from supportbot.learning.labels import known_labels
 from supportbot.learning.review import ACCEPTED, NEW
-from supportbot.learning.store import LearningStore, Turn, TurnRow, add_reasons, read_cursor, to_turn, write_cursor
+from supportbot.learning.store import (
+    LearningStore,
+    RoutingCorrectionRow,
+    Turn,
+    TurnRow,
+    add_reasons,
+    read_cursor,
+    to_turn,
+    write_cursor,
+)
 from supportbot.store import HandoffRow, HandoffStore
 from supportbot.ticketing.base import ResolvedTicket, TicketingAdapter, utc
 
@@ -125,6 +134,58 @@ def _label(row: TurnRow, intent: str, source: str, agent: Optional[str], reason:
     if row.status != NEW:
         row.status, row.reviewed_at = NEW, None
     return True
+
+
+# -- routing: an agent moved a handoff to another team's queue
+
+
+@dataclass(frozen=True)
+class RoutingCorrection:
+    handoff_id: str
+    conversation_id: str
+    reason: str
+    intent: Optional[str]
+    from_team: Optional[str]
+    to_team: str
+    agent: str
+    source: str
+    at: dt.datetime
+
+
+def record_routing_correction(store: LearningStore, correction: RoutingCorrection) -> None:
+    """Keep that routing.yml sent this handoff to the wrong team: what support leads read to
+    change the map (`supportbot learn routing`)."""
+    with store.session() as session, session.begin():
+        session.add(RoutingCorrectionRow(**{name: getattr(correction, name)
+                                            for name in RoutingCorrection.__dataclass_fields__}))
+
+
+def routing_corrections(store: LearningStore, since: Optional[dt.datetime] = None) -> List[RoutingCorrection]:
+    query = select(RoutingCorrectionRow).order_by(RoutingCorrectionRow.at, RoutingCorrectionRow.id)
+    if since is not None:
+        query = query.where(RoutingCorrectionRow.at >= utc(since))
+    with store.session() as session:
+        return [RoutingCorrection(**{name: getattr(row, name) for name in RoutingCorrection.__dataclass_fields__})
+                for row in session.scalars(query)]
+
+
+def run_routing(args: argparse.Namespace) -> int:
+    """`supportbot learn routing`: the moves agents made, and how often each (reason or intent,
+    from, to) happened: where routing.yml is wrong."""
+    try:
+        since = _when(args.since) if args.since else None
+    except argparse.ArgumentTypeError as error:
+        print(error, file=sys.stderr)
+        return 2
+    found = routing_corrections(LearningStore(args.db), since)
+    counts: Dict[Tuple[str, Optional[str], str], int] = {}
+    for c in found:
+        what = c.intent or c.reason
+        counts[(what, c.from_team, c.to_team)] = counts.get((what, c.from_team, c.to_team), 0) + 1
+    print(f"{len(found)} handoff(s) moved by agents" + (":" if found else "."))
+    for (what, before, after), n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"  {n:>4} × {what}: {before or 'no team'} -> {after}")
+    return 0
 
 
 # -- tickets

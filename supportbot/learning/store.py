@@ -48,6 +48,23 @@ class TurnRow(Base):
     labelled_at = Column(DateTime(timezone=True))
 
 
+class RoutingCorrectionRow(Base):
+    """An agent moved a handoff to another team: the routing map (routing.yml) got it wrong."""
+
+    __tablename__ = "routing_corrections"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    handoff_id = Column(String(36), nullable=False)
+    conversation_id = Column(String(255), nullable=False)
+    reason = Column(String(64), nullable=False)  # the handoff's reason
+    intent = Column(String(255))  # the latest topic the customer asked about (not request_human)
+    from_team = Column(String(64))  # None: the handoff had no team (made before routing)
+    to_team = Column(String(64), nullable=False)
+    agent = Column(String(255), nullable=False)
+    source = Column(String(64), nullable=False)  # agent_inbox, cli, slack
+    at = Column(DateTime(timezone=True), nullable=False, index=True)
+
+
 class CursorRow(Base):
     __tablename__ = "learning_cursors"
 

@@ -29,12 +29,15 @@ def _sqlite(env: Mapping[str, str]) -> TicketingAdapter:
 
 
 def _rt(env: Mapping[str, str]) -> TicketingAdapter:
+    from supportbot.handoff import routing
     from supportbot.ticketing.ledger import KeyLedger
     from supportbot.ticketing.rt import RtTicketing
 
+    team_queues = [team.rt_queue for team in routing.from_env(env).teams.values()]  # where it files and reads
     return RtTicketing(settings.get("RT_URL", env), settings.get("RT_USER", env),
                        _required(env, "RT_PASSWORD"), KeyLedger(_db_url(env)),
-                       queue=settings.get("RT_QUEUE", env), timeout=settings.number("RT_TIMEOUT", env))
+                       queue=settings.get("RT_QUEUE", env), timeout=settings.number("RT_TIMEOUT", env),
+                       queues=team_queues)
 
 
 def _zendesk(env: Mapping[str, str]) -> TicketingAdapter:

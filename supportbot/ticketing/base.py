@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-from supportbot.errors import Forbidden
+from supportbot.errors import Forbidden, InvalidRequest
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,35 @@ class ResolvedTicket:
     resolved_by: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class TicketReply:
+    """A public reply a person of the support team wrote on a ticket: what reaches the
+    customer's chat during a handoff (supportbot/handoff/ticket_replies.py)."""
+
+    id: str  # the backend's id of the reply (RT transaction, Zendesk comment): a number, increasing
+    author: str  # the agent's display name, as the customer reads it
+    text: str
+    at: dt.datetime  # UTC
+
+
+@dataclass(frozen=True)
+class TicketQueue:
+    """Where a ticket goes: a team's queue in each backend (routing.yml, docs/handoff.md#routing)."""
+
+    team: str  # the embedded queue's name for it: billing, orders, ...
+    rt_queue: Optional[str] = None  # RT's queue (None: RT_QUEUE)
+    zendesk_group: Optional[int] = None  # Zendesk's group id (None: Zendesk's default group)
+
+
+PRIORITIES = ("low", "normal", "high", "urgent")  # Zendesk's words; RT's numbers: rt.py
+
+
+def check_priority(priority: Optional[str]) -> Optional[str]:
+    if priority is not None and priority not in PRIORITIES:
+        raise InvalidRequest(f"unknown priority {priority!r}: one of {', '.join(PRIORITIES)}")
+    return priority
+
+
 CATEGORY_TAG = "intent:"  # a tag naming the category, where a backend has tags: intent:refund_status
 
 
@@ -50,8 +79,15 @@ class TicketingAdapter(ABC):
 
     @abstractmethod
     def create_ticket(self, *, requester: str, subject: str, body: str, tags: Sequence[str] = (),
-                      idempotency_key: str) -> Ticket:
-        """Open a ticket for `requester` (an email address)."""
+                      idempotency_key: str, queue: Optional[TicketQueue] = None,
+                      priority: Optional[str] = None) -> Ticket:
+        """Open a ticket for `requester` (an email address), in `queue` (None: the backend's
+        default) with `priority` (one of PRIORITIES; None: the backend's default)."""
+
+    @abstractmethod
+    def move_ticket(self, ticket_id: str, queue: TicketQueue) -> None:
+        """Put the ticket in another team's queue (an agent's routing correction). Not limited
+        to one requester: for the support team, never for a customer."""
 
     @abstractmethod
     def add_comment(self, ticket_id: str, text: str, *, requester: str, idempotency_key: str) -> None:
@@ -69,6 +105,13 @@ class TicketingAdapter(ABC):
     def resolved_since(self, since: Optional[dt.datetime] = None) -> List[ResolvedTicket]:
         """Tickets resolved or closed at or after `since` (all when None), oldest first. Not
         limited to one requester: for the learning loop, never for a customer."""
+
+    @abstractmethod
+    def replies(self, ticket_id: str, after: Optional[str] = None) -> List[TicketReply]:
+        """The public replies agents wrote on the ticket, oldest first, after the reply with id
+        `after` (all when None). Never what the requester wrote, what we posted (the ticket's
+        first message, add_comment) or internal notes. Not limited to one requester: for the
+        handoff's bridge, never for a customer's question."""
 
     @property
     def location(self) -> str:
@@ -95,6 +138,15 @@ def category_from_tags(tags: Sequence[str]) -> Optional[str]:
     """The category an `intent:<name>` tag names (the last, if an agent left several)."""
     named = [tag[len(CATEGORY_TAG):] for tag in tags if tag.lower().startswith(CATEGORY_TAG)]
     return named[-1] if named else None
+
+
+def after_id(after: Optional[str]) -> int:
+    """The reply id `after` names, as a number (0: from the first reply)."""
+    if after is None:
+        return 0
+    if not str(after).isdigit():
+        raise InvalidRequest(f"a reply id is a number, not {after!r}")
+    return int(after)
 
 
 def utc(value: dt.datetime) -> dt.datetime:

@@ -20,8 +20,12 @@ from supportbot.ticketing.base import (
     ResolvedTicket,
     Ticket,
     TicketingAdapter,
+    TicketQueue,
+    TicketReply,
+    after_id,
     category_from_tags,
     check_owner,
+    check_priority,
     normal_email,
     request_hash,
 )
@@ -30,6 +34,8 @@ from supportbot.ticketing.ledger import KeyLedger
 
 DONE = frozenset({"solved", "closed"})
 MAX_EXPORT_PAGES = 1000  # 1,000 tickets a page: far more than a day's handoffs
+MAX_COMMENT_PAGES = 20  # 100 comments a page
+AGENT_ROLES = frozenset({"agent", "admin"})  # end users (the requester, people in CC) are not the team
 
 class ZendeskTicketing(TicketingAdapter):
     name = "zendesk"
@@ -41,12 +47,18 @@ class ZendeskTicketing(TicketingAdapter):
                            timeout=timeout, retries=retries, backoff=backoff, error_for=_zendesk_error)
         self.ledger = ledger
         self.stale_after = (retries + 1) * timeout * 2
+        self._me: Optional[int] = None  # the agent the bot acts as: its comments are ours
 
     def create_ticket(self, *, requester: str, subject: str, body: str, tags: Sequence[str] = (),
-                      idempotency_key: str) -> Ticket:
+                      idempotency_key: str, queue: Optional[TicketQueue] = None,
+                      priority: Optional[str] = None) -> Ticket:
         requester = normal_email(requester)
         payload = {"ticket": {"subject": subject, "comment": {"body": body}, "tags": list(tags),
                               "requester": {"email": requester, "name": requester}}}
+        if check_priority(priority) is not None:
+            payload["ticket"]["priority"] = priority  # Zendesk's own words
+        if queue is not None and queue.zendesk_group is not None:
+            payload["ticket"]["group_id"] = queue.zendesk_group
         # Safe to retry: Zendesk replays the first answer for the same key and body.
         answer = self.api.request("POST", "/tickets.json", body=payload, retry=True,
                                   headers={"Idempotency-Key": idempotency_key})
@@ -66,6 +78,11 @@ class ZendeskTicketing(TicketingAdapter):
 
     def get_ticket(self, ticket_id: str, *, requester: str) -> Ticket:
         return check_owner(self._get(ticket_id)[0], requester)
+
+    def move_ticket(self, ticket_id: str, queue: TicketQueue) -> None:
+        """The team's group (null: none, Zendesk's default). Setting a group twice is harmless: a retry may."""
+        self.api.request("PUT", f"/tickets/{_id(ticket_id)}.json",
+                         body={"ticket": {"group_id": queue.zendesk_group}}, retry=True)
 
     def list_tickets(self, requester: str) -> List[Ticket]:
         requester = normal_email(requester)
@@ -92,6 +109,28 @@ class ZendeskTicketing(TicketingAdapter):
         return sorted((t for t in found if since is None or t.resolved_at >= since),
                       key=lambda t: (t.resolved_at, int(t.id)))
 
+    def replies(self, ticket_id: str, after: Optional[str] = None) -> List[TicketReply]:
+        """Public comments by agents (role agent or admin) other than the bot's own user; the
+        requester's comments (add_comment writes them as the requester) and private notes are
+        left out."""
+        since = after_id(after)
+        _, requester_id = self._get(ticket_id)
+        me = self._my_id()
+        found: List[TicketReply] = []
+        params = {"sort_order": "asc", "include": "users", "page[size]": "100"}
+        for _ in range(MAX_COMMENT_PAGES):
+            answer = self.api.request("GET", f"/tickets/{_id(ticket_id)}/comments.json", params=params)
+            users = {u.get("id"): u for u in answer.get("users") or [] if isinstance(u, dict)}
+            for raw in _list(answer, "comments"):
+                reply = self._reply(raw, users, requester_id, me)
+                if reply is not None and int(reply.id) > since:
+                    found.append(reply)
+            meta = answer.get("meta") if isinstance(answer.get("meta"), dict) else {}
+            if not meta.get("has_more") or not meta.get("after_cursor"):
+                break
+            params = {**params, "page[after]": str(meta["after_cursor"])}
+        return sorted(found, key=lambda r: int(r.id))
+
     @property
     def location(self) -> str:
         return self.base_url
@@ -109,6 +148,28 @@ class ZendeskTicketing(TicketingAdapter):
                 resolved_by=f"zendesk user {assignee}" if assignee else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise BackendUnavailable(f"zendesk returned an unexpected ticket: {exc!r}") from None
+
+    def _my_id(self) -> Optional[int]:
+        if self._me is None:
+            user = _field(self.api.request("GET", "/users/me.json"), "user")
+            if not isinstance(user, dict) or not isinstance(user.get("id"), int):
+                raise BackendUnavailable("zendesk returned an unexpected user")
+            self._me = user["id"]
+        return self._me
+
+    @staticmethod
+    def _reply(raw: Dict[str, Any], users: Dict[Any, Dict[str, Any]], requester_id: Any,
+               me: Optional[int]) -> Optional[TicketReply]:
+        try:
+            author = users.get(raw["author_id"]) or {}
+            if (raw.get("public") is not True or raw["author_id"] in (requester_id, me)
+                    or author.get("role") not in AGENT_ROLES):
+                return None
+            return TicketReply(id=str(int(raw["id"])), author=str(author.get("name") or "Support"),
+                               text=str(raw.get("plain_body") or raw.get("body") or ""),
+                               at=dt.datetime.fromisoformat(str(raw["created_at"]).replace("Z", "+00:00")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BackendUnavailable(f"zendesk returned an unexpected comment: {exc!r}") from None
 
     def _get(self, ticket_id: str):
         answer = self.api.request("GET", f"/tickets/{_id(ticket_id)}.json", params={"include": "users"})

@@ -105,6 +105,9 @@ def test_chargeback_or_large_dispute_goes_to_a_person(stack, as_customer, sender
     assert not [d for d in stack.billing().list_disputes(BOB) if d.payment_id == "P-000011"]
     [record] = stack.handoffs().list(conversation_id=sender)
     assert record.reason == "charge_dispute"
+    # Billing's queue; "chargeback" is legal language (routing.yml): urgent, in the ticket's queue too.
+    assert (record.team, record.priority) == ("billing", "urgent")
+    assert stack.tickets().queue_of(record.ticket_id) == ("billing", "urgent")
 
 
 # --- subscriptions ---------------------------------------------------------------------

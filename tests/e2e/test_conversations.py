@@ -111,6 +111,7 @@ def test_refund_above_limit_goes_to_a_person(stack, sender):
     assert not stack.say(sender, "hello?")  # paused: the bot stays quiet
     [record] = stack.handoffs().list(conversation_id=sender)
     assert record.reason == "refund_review" and record.customer_id == "C-1002"
+    assert (record.team, record.priority) == ("billing", "high")  # the amount at stake: 200 or more
 
 
 def test_handoff_records_context_and_pauses_until_resumed(stack, sender, monkeypatch, api_token):

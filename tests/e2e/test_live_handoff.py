@@ -2,8 +2,9 @@
 for a person, an agent claims through the desk (supportbot/handoff/desk.py) and answers, the
 reply reaches the customer's open socket within a second, the customer's answer reaches the
 agent, and the hand back gives the bot the conversation with its slots and a rating question.
-Faults: two agents at once, a retried send, the customer gone when the agent replies, Rasa's
-own API delivering nothing to an unregistered channel, no agent in time, a REST conversation."""
+Faults: two agents at once, a retried send, the customer gone when the agent replies, Rasa
+restarted while the customer waits, Rasa's own API delivering nothing to an unregistered channel,
+no agent in time, a REST conversation."""
 from __future__ import annotations
 
 import queue
@@ -255,6 +256,33 @@ def test_the_customer_gone_gets_the_reply_on_return(stack, chats, desk):
     assert state["paused"] and state["handoff"]["status"] == "claimed" and state["handoff"]["agent"] == "Dana"
 
 
+def test_a_rasa_restart_while_waiting_loses_nothing(stack, chats, desk):
+    """Handoffs, claims and queued messages are in the stores, not in the server: a customer
+    waiting through a restart of Rasa gets the agent's message written meanwhile, and the chat
+    goes on live afterwards."""
+    chat = chats()
+    session = chat.session()
+    session_id = session["session_id"]
+    reference = hand_off(stack, chat, session_id)
+    chat.leave()
+    stack.restart_rasa()
+    desk.claim(reference, "Dana")
+    waiting = desk.say(reference, "Dana", "Sorry for the wait, I'm here now.", key="restart-1")
+    assert not waiting.delivered  # nobody is connected to the new server yet
+
+    back = chats()
+    assert back.session(**session) == session
+    received(back, "joined", timeout=5)
+    received(back, "Sorry for the wait", timeout=5)
+    assert desk.say(reference, "Dana", "Which order is it?", key="restart-2").delivered
+    received(back, "Which order is it?")
+    said, done = back.turn(session_id, "order 4817263")
+    assert said == "" and done["paused"]  # still with the person, not the bot
+    assert [line.text for line in desk.conversation(reference) if line.who == "customer"][-1] == "order 4817263"
+    desk.hand_back(reference, "Dana")
+    assert "back with the assistant" in received(back, "back with the assistant", timeout=5)["text"]
+
+
 def test_rasas_own_api_delivers_nothing_to_an_unregistered_channel_the_relay_refuses(stack, chats, desk):
     chat = chats()
     session_id = chat.session()["session_id"]
@@ -281,6 +309,9 @@ def test_a_rest_conversation_takes_no_live_reply_but_is_closed_and_answered_agai
     stack.texts(sender, "hi")
     assert "handing you over" in stack.texts(sender, "I want to talk to a real person")
     [record] = stack.handoffs().list(conversation_id=sender)
+    # No topic named: routing.yml's default team, at the default priority, the ticket in its queue.
+    assert (record.team, record.priority) == ("orders", "normal")
+    assert stack.tickets().queue_of(record.ticket_id) == ("orders", "normal")
     desk.claim(record.reference, "Dana")
     with pytest.raises(InvalidRequest, match="only the web chat") as refused:
         desk.say(record.reference, "Dana", "hello")

@@ -20,6 +20,7 @@ from supportbot.handoff.claims import Claims
 from supportbot.handoff.client import RasaRelay
 from supportbot.handoff.desk import Desk
 from supportbot.handoff.slack_agents import SlackAgents, SlackApi
+from supportbot.learning.corrections import routing_corrections
 from supportbot.learning.store import LearningStore
 
 pytestmark = pytest.mark.slow
@@ -185,6 +186,18 @@ def test_intent_in_the_thread_is_a_correction_and_a_rest_chat_is_closed_there(st
     [turn] = [t for t in LearningStore(stack.store_db_url).turns(sender) if t.label is not None]
     assert (turn.text, turn.intent, turn.label) == ("where is my order 4817263", "order_status", "refund_status")
     assert turn.label_source == "slack" and turn.labelled_by == f"Dana ({DANA})"
+
+    # The order asked about decided the team; an agent moves it, the ticket along, as a correction.
+    assert (record.team, record.priority) == ("orders", "normal")
+    agent_says(stack, ts, "move sales")
+    assert "one of billing, orders" in in_thread(slack_api, ts, "Unknown team 'sales'", to=DANA)["text"]
+    agent_says(stack, ts, "move billing")
+    in_thread(slack_api, ts, "Dana moved this to Billing's queue")
+    assert stack.handoffs().list(conversation_id=sender)[0].team == "billing"
+    assert stack.tickets().queue_of(record.ticket_id) == ("billing", "normal")
+    [move] = [c for c in routing_corrections(LearningStore(stack.store_db_url)) if c.handoff_id == record.id]
+    assert (move.from_team, move.to_team, move.intent) == ("orders", "billing", "order_status")
+    assert move.source == "slack"
 
     agent_says(stack, ts, "claim")
     in_thread(slack_api, ts, "Dana claimed this")

@@ -49,8 +49,10 @@ class Chat:
         self.client.emit("session_request", request)
         return self.next("session_confirm", timeout=10)
 
-    def send(self, session_id: str, text: str, metadata: Optional[Dict[str, Any]] = None) -> None:
-        self.client.emit("user_uttered", {"session_id": session_id, "message": text, "metadata": metadata or {}})
+    def send(self, session_id: str, text: str, metadata: Optional[Dict[str, Any]] = None,
+             message_id: Optional[str] = None) -> None:
+        packet = {"session_id": session_id, "message": text, "metadata": metadata or {}}
+        self.client.emit("user_uttered", {**packet, "message_id": message_id} if message_id else packet)
 
     def turn(self, session_id: str, text: str, **kwargs: Any) -> List[Dict[str, Any]]:
         """Send a message and return the bot messages up to the channel's bot_turn_done."""
@@ -175,6 +177,26 @@ def test_over_long_message_gets_the_too_long_reply_and_is_not_stored(stack, chat
     assert client.turn(session_id, "x" * limit)  # at the cap: processed
     assert client.turn(session_id, "hello")
     assert user_texts(stack, session_id) == ["x" * limit, "hello"]
+
+
+def test_a_retried_message_is_answered_once_and_its_answer_sent_again(stack, chats):
+    """The widget's "Not delivered — Retry" sends the same message_id: one turn, the same answer."""
+    client = chats()
+    session_id = client.session()["session_id"]
+    first = client.turn(session_id, "what payment methods do you accept?", message_id="c-0a1b2c3d4e5f")
+    assert first and {m["metadata"]["reply_to"] for m in first} == {"c-0a1b2c3d4e5f"}
+    again = client.turn(session_id, "what payment methods do you accept?", message_id="c-0a1b2c3d4e5f")
+    assert [(m["text"], m["metadata"]) for m in again] == [(m["text"], m["metadata"]) for m in first]
+    assert user_texts(stack, session_id) == ["what payment methods do you accept?"]
+    # Sent twice at once (a double click): still one turn.
+    client.send(session_id, "hello", message_id="c-twice")
+    client.send(session_id, "hello", message_id="c-twice")
+    client.next("bot_turn_done")
+    client.drain(1.0)
+    assert user_texts(stack, session_id) == ["what payment methods do you accept?", "hello"]
+    # An id the channel cannot keep is ignored: the message is answered as a new one.
+    assert client.turn(session_id, "hello", message_id="not an id! " * 10)
+    assert user_texts(stack, session_id)[-1] == "hello" and len(user_texts(stack, session_id)) == 3
 
 
 def test_lone_surrogates_become_replacement_characters(stack, chats):

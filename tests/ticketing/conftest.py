@@ -11,7 +11,7 @@ import pytest
 import rt_server
 from fake_zendesk import FakeZendesk
 from postgres_url import POSTGRES_URL
-from ticket_backends import Backend, make_rt, make_zendesk, rt_comments
+from ticket_backends import Backend, make_rt, make_zendesk, rt_comments, rt_reply
 
 from supportbot.ticketing.sql import SqlTicketing
 
@@ -40,13 +40,17 @@ def db_url(tmp_path: Path) -> str:
 def backend(request: pytest.FixtureRequest, db_url: str) -> Backend:
     if request.param in ("sqlite", "postgres"):  # the embedded queue, on either database
         adapter = SqlTicketing(db_url if request.param == "sqlite" else POSTGRES_URL)
-        return Backend(adapter, adapter.set_status, lambda tid: len(adapter.comments(tid)))
+        return Backend(adapter, adapter.set_status, lambda tid: len(adapter.comments(tid)),
+                       lambda tid, text, public: adapter.reply(tid, "Dana", text, public=public,
+                                                               idempotency_key=uuid.uuid4().hex), "Dana")
     if request.param == "rt":
         adapter = make_rt(request.getfixturevalue("rt_url"), db_url)
-        return Backend(adapter, adapter.set_status, lambda tid: rt_comments(adapter, tid))
+        return Backend(adapter, adapter.set_status, lambda tid: rt_comments(adapter, tid),
+                       lambda tid, text, public: rt_reply(adapter, tid, text, public), rt_server.ROOT_NAME)
     fake = request.getfixturevalue("fake_zendesk")
     return Backend(make_zendesk(fake.url, db_url), lambda tid, status: fake.set_status(int(tid), status),
-                   lambda tid: len(fake.comments[int(tid)]) - 1)
+                   lambda tid: len(fake.comments[int(tid)]) - 1,
+                   lambda tid, text, public: fake.reply(int(tid), "Dana", text, public), "Dana")
 
 
 @pytest.fixture

@@ -45,6 +45,7 @@ class FakeZendesk:
     faults: List[Tuple[Optional[str], int, Dict[str, str], Dict[str, Any]]] = field(default_factory=list)
     stall: float = 0.0
     export_page_size: int = 1000  # tickets per page of the incremental export, as Zendesk's
+    comment_page_size: int = 100  # at most this many comments a page, whatever page[size] asks
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> FakeZendesk:
@@ -82,6 +83,14 @@ class FakeZendesk:
         if assignee_id is not None:
             ticket["assignee_id"] = assignee_id
 
+    def reply(self, ticket_id: int, agent: str, text: str, public: bool = True) -> None:
+        """What an agent does in Zendesk: a comment on the ticket, public or an internal note."""
+        email = agent.lower().replace(" ", ".") + "@support.example"
+        with self.lock:
+            if email not in self.users:
+                self._user(email, agent, role="agent")
+            self._comment(ticket_id, text, self.users[email]["id"], public)
+
     def requests_to(self, method: str, path_pattern: str) -> List[Seen]:
         return [s for s in self.seen if s.method == method and re.fullmatch(path_pattern, s.path)]
 
@@ -114,13 +123,23 @@ class FakeZendesk:
         match = re.fullmatch(r"/api/v2/tickets/(\d+)\.json", req.path)
         if match and int(match[1]) in self.tickets:
             ticket = self.tickets[int(match[1])]
+            if req.method == "PUT" and "comment" not in req.body["ticket"]:  # a move to another group
+                ticket["group_id"] = req.body["ticket"].get("group_id", ticket["group_id"])
+                return 200, {"ticket": ticket, "audit": {"ticket_id": ticket["id"], "events": []}}, {}
             if req.method == "PUT":
-                self.comments[ticket["id"]].append(req.body["ticket"]["comment"])
+                comment = req.body["ticket"]["comment"]
+                self._comment(ticket["id"], comment["body"], comment.get("author_id", AGENT_ID),
+                              comment.get("public", True))
                 if ticket["status"] == "new":
                     ticket["status"] = "open"
                 return 200, {"ticket": ticket, "audit": {"ticket_id": ticket["id"], "events": []}}, {}
             users = [u for u in self.users.values() if u["id"] == ticket["requester_id"]]
             return 200, {"ticket": ticket, "users": users}, {}
+        match = re.fullmatch(r"/api/v2/tickets/(\d+)/comments\.json", req.path)
+        if req.method == "GET" and match and int(match[1]) in self.tickets:
+            return self._comments(req, int(match[1]))
+        if req.method == "GET" and req.path == "/api/v2/users/me.json":
+            return 200, {"user": self._me()}, {}
         if req.method == "GET" and req.path == "/api/v2/incremental/tickets/cursor.json":
             return self._export(req)
         if req.method == "GET" and req.path == "/api/v2/users/search.json":
@@ -149,6 +168,43 @@ class FakeZendesk:
                      "after_url": f"{self.url}/api/v2/incremental/tickets/cursor.json?cursor={after}",
                      "end_of_stream": offset + len(page) >= len(updated)}, {}
 
+    def _comments(self, req: Seen, ticket_id: int) -> Tuple[int, Dict[str, Any], Dict[str, str]]:
+        """List Comments, cursor paginated (the cursor here is simply the offset)."""
+        size = min(int(req.query.get("page[size]", ["100"])[0]), self.comment_page_size)
+        offset = int(req.query.get("page[after]", ["0"])[0])
+        rows = self.comments[ticket_id]
+        if req.query.get("sort_order", ["asc"])[0] == "desc":
+            rows = rows[::-1]
+        page = rows[offset: offset + size]
+        more = offset + size < len(rows)
+        authors = {c["author_id"] for c in page}
+        users = [u for u in [*self.users.values(), self._me()] if u["id"] in authors]
+        return 200, {"comments": page, "users": users if "users" in req.query.get("include", [""])[0] else [],
+                     "meta": {"has_more": more, "after_cursor": str(offset + size) if more else None,
+                              "before_cursor": None}, "links": {"next": None, "prev": None}}, {}
+
+    def _comment(self, ticket_id: int, text: str, author_id: int, public: bool) -> None:
+        comment = fixture("comment.json")
+        comment.update(id=1274 + sum(len(c) for c in self.comments.values()), author_id=author_id, body=text,
+                       html_body=f"<p>{text}</p>", plain_body=text, public=public,
+                       created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        self.comments[ticket_id].append(comment)
+
+    def _user(self, email: str, name: str, role: str = "end-user") -> Dict[str, Any]:
+        user = fixture("user.json")
+        user.update(id=20978392 + len(self.users), email=email, name=name, role=role,
+                    url=f"https://example.zendesk.com/api/v2/users/{20978392 + len(self.users)}.json")
+        self.users[email] = user
+        return user
+
+    @staticmethod
+    def _me() -> Dict[str, Any]:
+        """The agent the adapter authenticates as (agent@example.com in ticket_backends.py)."""
+        user = fixture("user.json")
+        user.update(id=AGENT_ID, email="agent@example.com", name="Support Bot", role="admin",
+                    url=f"https://example.zendesk.com/api/v2/users/{AGENT_ID}.json")
+        return user
+
     def _create(self, req: Seen) -> Tuple[int, Dict[str, Any], Dict[str, str]]:
         key = req.headers.get("Idempotency-Key")
         body_text = json.dumps(req.body, sort_keys=True)
@@ -158,21 +214,23 @@ class FakeZendesk:
                 return 400, fixture("error_idempotency.json"), {}
             return status, answer, {"x-idempotency-lookup": "hit"}
         data = req.body["ticket"]
+        if data.get("priority") not in (None, "low", "normal", "high", "urgent"):
+            return 422, {"error": "RecordInvalid", "description": "Record validation errors"}, {}
         email = data["requester"]["email"]
         if email not in self.users:
-            user = fixture("user.json")
-            user.update(id=20978392 + len(self.users), email=email, name=data["requester"].get("name", email),
-                        url=f"https://example.zendesk.com/api/v2/users/{20978392 + len(self.users)}.json")
-            self.users[email] = user
+            self._user(email, data["requester"].get("name", email))
         ticket_id = 35436 + len(self.tickets)
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         ticket = copy.deepcopy(fixture("ticket.json"))
         ticket.update(id=ticket_id, url=f"https://example.zendesk.com/api/v2/tickets/{ticket_id}.json",
                       subject=data["subject"], raw_subject=data["subject"], description=data["comment"]["body"],
                       requester_id=self.users[email]["id"], submitter_id=AGENT_ID, tags=data.get("tags", []),
-                      created_at=now, updated_at=now, status="new")
+                      created_at=now, updated_at=now, status="new", priority=data.get("priority"),
+                      group_id=data.get("group_id"))
         self.tickets[ticket_id] = ticket
-        self.comments[ticket_id] = [data["comment"]]
+        self.comments[ticket_id] = []
+        # Created by an agent for the requester: the first comment is the requester's.
+        self._comment(ticket_id, data["comment"]["body"], self.users[email]["id"], True)
         answer = {"ticket": ticket, "audit": {"ticket_id": ticket_id, "events": []}}
         if key:
             self.replies[key] = (body_text, 201, answer)

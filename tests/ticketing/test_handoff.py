@@ -1,15 +1,18 @@
 """The handoff files its ticket through the configured adapter, and survives ticketing failures."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from rasa_sdk import Tracker
 from rasa_sdk.events import ConversationPaused
 from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy.orm import Session
 
 from actions import common, handoff
 from supportbot.errors import BackendUnavailable
 from supportbot.store import HandoffStore
-from supportbot.ticketing.sql import SqlTicketing
+from supportbot.ticketing.sql import SqlTicketing, TicketRow
 
 
 @pytest.fixture
@@ -62,3 +65,15 @@ def test_ticket_body_summarises_the_transcript(fresh_backends, db_url):
     [record] = HandoffStore(db_url).list(conversation_id="conv-4")
     body = handoff.ticket_body(record)
     assert "customer: I want a person" in body and record.reference in body and "not verified" in body
+
+
+def test_a_handoff_is_filed_in_its_teams_queue_with_its_priority(fresh_backends, db_url):
+    verified = {"customer_id": "C-1002", "customer_verified": True, "customer_email": "bob@example.com"}
+    handoff.hand_off(CollectingDispatcher(), tracker("conv-5", verified), "refund_review", amount=Decimal("250"))
+    [record] = HandoffStore(db_url).list(conversation_id="conv-5")
+    assert (record.team, record.priority) == ("billing", "high")
+    queue = SqlTicketing(db_url)
+    assert queue.queue_of(record.ticket_id) == ("billing", "high")
+    with Session(queue.engine) as session:
+        body = session.get(TicketRow, int(record.ticket_id)).body
+    assert "Routed to billing, priority high (amount 250 ≥ 200)." in body

@@ -2,14 +2,19 @@
 and the idempotency ledger's crash window."""
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import time
 
 import pytest
+import rt_server
 from hung_server import HungServer
 from ticket_backends import make_rt
 
 from supportbot import processes
 from supportbot.errors import BackendUnavailable, Conflict, Forbidden
+from supportbot.ticketing.base import TicketQueue
+from supportbot.ticketing.http import JsonApi
 from supportbot.ticketing.ledger import KeyLedger
 from supportbot.ticketing.rt import RtTicketing
 
@@ -87,3 +92,37 @@ def test_wrong_password_is_forbidden(rt_url, db_url, customer):
     bad = RtTicketing(rt_url, "root", "wrong", KeyLedger(db_url))
     with pytest.raises(Forbidden):
         bad.list_tickets(customer)
+
+
+def test_replies_are_agents_correspondence_not_the_customers_mail(rt_url, db_url, customer, key):
+    rt_server.add_agent(rt_url)
+    adapter = make_rt(rt_url, db_url)
+    ticket = adapter.create_ticket(requester=customer, subject="Chat handoff H-0BADCAFE", body="b",
+                                   idempotency_key=key())
+    dana = JsonApi("rt", rt_url + "/REST/2.0", auth=(rt_server.AGENT, rt_server.AGENT_PASSWORD))
+    dana.request("POST", f"/ticket/{ticket.id}/correspond", body={  # RT's web editor sends HTML
+        "Content": "<p>Hello from <b>Dana</b> &amp; team.</p><p>Line&nbsp;two</p>", "ContentType": "text/html"})
+    rt_server.mail_from(rt_url, ticket.id, customer, "Thanks, that helps")
+    history = adapter.api.request("GET", f"/ticket/{ticket.id}/history", params={"fields": "Type,Creator"})
+    assert [i["Creator"]["id"] for i in history["items"] if i["Type"] == "Correspond"] == ["dana", customer]
+    [reply] = adapter.replies(ticket.id)
+    assert (reply.author, reply.text) == ("Dana", "Hello from Dana & team.\nLine two")
+
+
+def test_a_team_queue_rt_lacks_means_rt_queue_and_a_warning_and_every_queue_is_read(rt_url, db_url, customer, key,
+                                                                                     caplog):
+    rt_server.create_queues(rt_url, ["Billing"])
+    rt = make_rt(rt_url, db_url, queues=["Billing", "Legal"])  # no Legal queue in this RT
+    since = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=2)
+    with caplog.at_level(logging.WARNING, logger="supportbot.ticketing.rt"):
+        legal = rt.create_ticket(requester=customer, subject="Chat handoff H-0000000A: legal", body="b",
+                                 idempotency_key=key(), queue=TicketQueue("trust", "Legal"), priority="high")
+    assert "RT has no queue 'Legal' (team trust): the ticket goes to 'General'" in caplog.text
+    billing = rt.create_ticket(requester=customer, subject="Chat handoff H-0000000B: refund_review", body="b",
+                               idempotency_key=key(), queue=TicketQueue("billing", "Billing"), priority="low")
+    queues = {t: rt.api.request("GET", f"/queue/{rt.api.request('GET', f'/ticket/{t}')['Queue']['id']}")["Name"]
+              for t in (legal.id, billing.id)}
+    assert queues == {legal.id: "General", billing.id: "Billing"}
+    for ticket in (legal, billing):
+        rt.set_status(ticket.id, "resolved")
+    assert {legal.id, billing.id} <= {t.id for t in rt.resolved_since(since)}  # the learning loop reads both

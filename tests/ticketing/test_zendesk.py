@@ -7,10 +7,11 @@ from __future__ import annotations
 import base64
 
 import pytest
-from fake_zendesk import fixture
+from fake_zendesk import AGENT_ID, fixture
 from ticket_backends import make_zendesk
 
 from supportbot.errors import BackendUnavailable, Conflict, NotFound
+from supportbot.ticketing.base import TicketQueue
 
 
 @pytest.fixture
@@ -29,6 +30,20 @@ def test_create_sends_the_documented_request_with_an_idempotency_key(zendesk, fa
     user, token = base64.b64decode(post.headers["Authorization"].split()[1]).decode().split(":")
     assert (user, token) == ("agent@example.com/token", "test-token")
     assert ticket.url == f"{fake_zendesk.url}/agent/tickets/{ticket.id}"
+
+
+def test_a_routed_ticket_names_its_group_and_priority_and_a_move_only_its_group(zendesk, fake_zendesk, customer):
+    ticket = zendesk.create_ticket(requester=customer, subject="s", body="b", idempotency_key="routed",
+                                   queue=TicketQueue("billing", "Billing", 360001), priority="high")
+    [post] = fake_zendesk.requests_to("POST", "/api/v2/tickets.json")
+    assert (post.body["ticket"]["group_id"], post.body["ticket"]["priority"]) == (360001, "high")
+    zendesk.create_ticket(requester=customer, subject="s", body="b", idempotency_key="no-group",
+                          queue=TicketQueue("orders", "Orders"), priority="low")
+    assert "group_id" not in fake_zendesk.requests_to("POST", "/api/v2/tickets.json")[1].body["ticket"]
+    zendesk.move_ticket(ticket.id, TicketQueue("orders", "Orders"))  # a team without a group: none
+    [put] = fake_zendesk.requests_to("PUT", rf"/api/v2/tickets/{ticket.id}\.json")
+    assert put.body == {"ticket": {"group_id": None}}
+    assert fake_zendesk.tickets[int(ticket.id)]["group_id"] is None
 
 
 def test_retried_create_is_answered_from_zendesks_idempotency_store(zendesk, fake_zendesk, customer):
@@ -100,3 +115,31 @@ def test_not_found_and_unexpected_bodies(zendesk, fake_zendesk, customer):
     fake_zendesk.fail_next(200, times=3, body={"unexpected": True})
     with pytest.raises(BackendUnavailable):
         zendesk.get_ticket("424242", requester=customer)
+
+
+def test_replies_are_public_agent_comments_but_the_bots_own_across_pages(zendesk, fake_zendesk, customer, key):
+    ticket = zendesk.create_ticket(requester=customer, subject="Chat handoff H-1", body="transcript",
+                                   idempotency_key=key())
+    zendesk.add_comment(ticket.id, "from the chat", requester=customer, idempotency_key=key())
+    tid = int(ticket.id)
+    fake_zendesk.reply(tid, "Dana", "first answer")
+    fake_zendesk.reply(tid, "Dana", "an internal note", public=False)
+    fake_zendesk._comment(tid, "posted by the bot's own agent", AGENT_ID, True)
+    fake_zendesk.users["cc@example.com"] = {**fixture("user.json"), "id": 555, "email": "cc@example.com"}
+    fake_zendesk._comment(tid, "an end user in CC", 555, True)
+    fake_zendesk.reply(tid, "Sam Agent", "second answer")
+    fake_zendesk.comment_page_size = 2  # four pages of comments
+    replies = zendesk.replies(ticket.id)
+    assert [(r.author, r.text) for r in replies] == [("Dana", "first answer"), ("Sam Agent", "second answer")]
+    pages = fake_zendesk.requests_to("GET", rf"/api/v2/tickets/{tid}/comments\.json")
+    assert len(pages) == 4 and pages[0].query["include"] == ["users"] and pages[0].query["sort_order"] == ["asc"]
+    assert zendesk.replies(ticket.id, after=replies[0].id) == replies[1:]
+    assert len(fake_zendesk.requests_to("GET", "/api/v2/users/me.json")) == 1  # asked once
+
+
+def test_replies_when_zendesk_answers_garbage_are_unavailable(zendesk, fake_zendesk, customer, key):
+    ticket = zendesk.create_ticket(requester=customer, subject="s", body="b", idempotency_key=key())
+    fake_zendesk.comments[int(ticket.id)].append({"id": "x", "author_id": AGENT_ID + 1, "public": True})
+    fake_zendesk.users["a@support.example"] = {"id": AGENT_ID + 1, "role": "agent", "name": "A"}
+    with pytest.raises(BackendUnavailable, match="unexpected comment"):
+        zendesk.replies(ticket.id)

@@ -3,7 +3,7 @@ the backend's own UI (set a status, count comments)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import rt_server
 
@@ -29,9 +29,17 @@ class Backend:
     adapter: TicketingAdapter
     set_status: Callable[[str, str], None]
     comments: Callable[[str], int]  # how many comments the ticket has, first message not counted
+    reply: Optional[Callable[[str, str, bool], None]] = None  # an agent answers: (ticket, text, public)
+    agent: str = ""  # the name the agent's replies carry
 
 
 def rt_comments(adapter: RtTicketing, ticket_id: str) -> int:
     history = adapter.api.request("GET", f"/ticket/{ticket_id}/history",
                                   params={"fields": "Type", "per_page": "100"})
     return sum(1 for item in history["items"] if item["Type"] == "Comment")
+
+
+def rt_reply(adapter: RtTicketing, ticket_id: str, text: str, public: bool) -> None:
+    """An RT agent (here root) answering the requestor (correspondence) or leaving a comment."""
+    adapter.api.request("POST", f"/ticket/{ticket_id}/{'correspond' if public else 'comment'}",
+                        body={"Content": text, "ContentType": "text/plain"})

@@ -50,6 +50,8 @@ def record(store: HandoffStore, customer_id=None, context=None):
     ("intent faq/refund_policy", True, ("intent", "faq/refund_policy")),
     ("Let me check that claim for you.", False, (None, "Let me check that claim for you.")),
     ("close the window and reload", False, (None, "close the window and reload")),
+    ("move Billing", False, ("move", "billing")),
+    ("move the delivery to Friday?", False, (None, "move the delivery to Friday?")),
 ])
 def test_thread_commands_and_replies(text, mentioned, expected):
     assert parse(text, mentioned) == expected

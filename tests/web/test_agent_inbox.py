@@ -19,6 +19,7 @@ from plugins.stack import API_TOKEN
 from supportbot import processes
 from supportbot.admin.accounts import hash_password
 from supportbot.learning.collector import Collector
+from supportbot.learning.corrections import routing_corrections
 from supportbot.learning.store import LearningStore, TurnRow
 
 pytestmark = pytest.mark.slow
@@ -74,6 +75,9 @@ def admin(stack, tmp_path_factory) -> Iterator[Admin]:
         "SUPPORTBOT_DB_URL": stack.store_db_url,
         "RASA_URL": stack.rasa_url,
         "RASA_AUTH_TOKEN": API_TOKEN,
+        # The tickets the handoffs were filed as: a move moves them too.
+        "SUPPORTBOT_TICKETING": stack.env["SUPPORTBOT_TICKETING"],
+        "SUPPORTBOT_TICKETING_DB_URL": stack.env["SUPPORTBOT_TICKETING_DB_URL"],
     }
     server = processes.admin_server(port, tmp / "logs", env, REPO, admin.db_url)
     with processes.running([server], timeout=60):
@@ -338,3 +342,33 @@ def test_the_queue_lists_waiting_and_claimed_handoffs_with_their_context(admin, 
     assert (second["status"], second["agent"], second["yours"]) == ("claimed", "Bo", False)
     assert admin.api("POST", f"/api/handoffs/{references[1]}/close", "Bo").status_code == 200
     assert references[1] not in {i["reference"] for i in queue_of(admin)}  # over: off the queue
+
+
+def test_the_queue_filters_by_team_and_a_move_takes_the_ticket_along_as_a_routing_correction(admin, stack, sender):
+    reference = handed_off(stack, sender)  # no topic the map names: the default team, orders
+    [record] = stack.handoffs().list(conversation_id=sender)
+    def listed(team: str) -> Dict[str, Dict]:
+        return {i["reference"]: i for i in admin.api("GET", f"/api/handoffs?team={team}").json()["handoffs"]}
+
+    assert reference in listed("orders") and reference not in listed("billing")
+    unknown = admin.api("GET", "/api/handoffs?team=sales")
+    assert unknown.status_code == 400 and "Unknown team 'sales': one of billing, orders" in unknown.json()["error"]
+    for body, problem in (({"team": "sales"}, "Unknown team 'sales'"), ({"team": 5}, '"team" must be')):
+        refused = admin.api("POST", f"/api/handoffs/{reference}/move", json=body)
+        assert refused.status_code == 400 and problem in refused.json()["error"], refused.text
+    moved = admin.api("POST", f"/api/handoffs/{reference}/move", json={"team": "billing"})
+    assert moved.status_code == 200, moved.text
+    assert [moved.json()[k] for k in ("team", "team_name", "priority")] == ["billing", "Billing", "normal"]
+    assert stack.tickets().queue_of(record.ticket_id) == ("billing", "normal")
+    assert [listed("billing")[reference][k] for k in ("team", "priority")] == ["billing", "normal"]
+    # The page: the team's queue, and a move back with the form (a correction each time).
+    sam, csrf = admin.session("Sam")
+    page = sam.get(f"{admin.url}/agents?team=billing", timeout=30).text
+    assert reference in page and 'aria-current="page">Billing</a>' in page
+    back = sam.post(f"{admin.url}/agents/{reference}/move", data={"csrf": csrf, "team": "orders"},
+                    allow_redirects=False, timeout=30)
+    assert back.status_code == 303 and back.headers["Location"] == f"/agents/{reference}?done=moved"
+    moves = [(c.from_team, c.to_team, c.agent, c.source, c.reason) for c in routing_corrections(admin.store)
+             if c.handoff_id == record.id]
+    assert moves == [("orders", "billing", "Ana", "agent_inbox", "customer_request"),
+                     ("billing", "orders", "Sam", "agent_inbox", "customer_request")]

@@ -462,6 +462,10 @@
     if (!message || (!message.text && !message.quick_replies && !message.buttons)) return;
     var meta = message.metadata || {};
     var key = meta.reply_to ? meta.reply_to + ":" + (meta.index || 0) : null;
+    var text = message.text || "";
+    if (key && this.state.messages.some(function (m) { return m.key === key && m.text === text; })) {
+      return;  // shown already: the server sends an answer again when the widget retried its message
+    }
     var last = this.state.messages[this.state.messages.length - 1];
     if (key && last && last.key === key) {
       last.continued = true;  // the channel splits long answers: rate the last part only

@@ -30,7 +30,7 @@
     queue.addEventListener("pointermove", () => { pointed = Date.now(); });
     const refresh = async () => {
       try {
-        const reply = await fetch("/agents/queue", { credentials: "same-origin" });
+        const reply = await fetch("/agents/queue" + location.search, { credentials: "same-origin" });
         if (reply.status === 401) return toLogin();
         const html = await reply.text();
         // Never under the agent's focus or moving pointer: a Claim button must not move away.
