@@ -11,7 +11,7 @@ FORM_RULES := data/rules/form_interruptions.yml
 # Everything a trained model depends on: retrain only when one of these changed.
 MODEL_INPUTS := config.yml $(DOMAIN) $(FORM_RULES) $(shell find data -name '*.yml') $(shell find supportbot/nlu -name '*.py' 2>/dev/null)
 
-.PHONY: install run shell train test lint validate form-rules public-data calibrate test-nlu test-core test-py rt web browser bench encoder-mpnet lock clean
+.PHONY: install run run-production shell train test lint validate form-rules public-data calibrate test-nlu test-core test-py rt web browser nginx bench encoder-mpnet lock clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt packages/en_core_web_sm/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert (3, 8) <= sys.version_info[:2] < (3, 11), "Rasa 3.6 needs Python 3.8-3.10 (see .python-version), got " + sys.version' 
@@ -46,6 +46,11 @@ train: $(MODEL)
 run: $(MODEL) web
 	$(BIN)/supportbot run
 
+# The production profile on this machine: Postgres, Redis, RabbitMQ, 2 Rasa instances and 2
+# action servers behind nginx (profiles/production, docs/deploy.md).
+run-production: $(MODEL) web nginx
+	$(BIN)/supportbot run --profile production
+
 shell: install
 	$(BIN)/supportbot shell
 
@@ -75,8 +80,9 @@ test-nlu: $(MODEL)
 test-core: $(MODEL)
 	$(BIN)/python -m supportbot.designer.test_stories --model $(MODEL) --stories tests/stories --out results/core
 
-test-py: $(MODEL) rt web browser
-	$(BIN)/pytest -q
+# --durations: CI's log names the slowest tests (the whole `make test` must stay under 30 minutes).
+test-py: $(MODEL) rt web browser nginx
+	$(BIN)/pytest -q --durations=25
 
 # The quick suite: the tests that start no server or browser and need no Postgres or trained
 # model (the rest are marked slow by tests/plugins/slow_tests.py).
@@ -99,6 +105,10 @@ web/dist/.built: web/package.json web/package-lock.json web/build.mjs $(wildcard
 browser:
 	bash scripts/install-browser.sh
 
+# nginx from Debian's packages: the production profile's load balancer (docs/deploy.md).
+nginx:
+	bash scripts/install-nginx.sh
+
 # The NLU benchmark on the project's own data (docs/benchmarks.md has the BANKING77 and NLU++ ones).
 bench: install
 	nice -n 19 $(BIN)/supportbot bench --dataset project
@@ -109,11 +119,44 @@ bench: install
 bench-learning: $(MODEL)
 	nice -n 19 $(BIN)/python -m supportbot.benchmark.learning_lift --datasets $(PUBLIC_DATA)
 
+# Parse latency p50/p95 of the trained model, in process and over HTTP, without training anything;
+# docs/benchmarks.md#parse-latency-of-the-served-model.
+.PHONY: bench-latency bench-contrastive
+bench-latency: $(MODEL)
+	nice -n 19 $(BIN)/python -m supportbot.benchmark.latency --model $(MODEL)
+
+# SetFit-style contrastive fine-tuning of MiniLM (TensorFlow, CPU, at most 3 min; about 6 in all)
+# against the frozen encoder, on the external validation set and tests/nlu;
+# docs/benchmarks.md#contrastive-fine-tuning.
+bench-contrastive: install $(PUBLIC_IMPORT)
+	nice -n 19 $(BIN)/python -m supportbot.benchmark.contrastive --datasets $(PUBLIC_DATA)
+
 # Messages per second `supportbot learn collect` stores, on SQLite and on Postgres
 # (COLLECTOR_PG_URL, empty to skip); docs/benchmarks.md#collector-throughput.
 COLLECTOR_PG_URL ?= postgresql://127.0.0.1:5432/test
 bench-collector: install
 	$(BIN)/python -m supportbot.benchmark.collector_throughput $(if $(COLLECTOR_PG_URL),--postgres $(COLLECTOR_PG_URL),)
+
+# What one turn costs on one Rasa process and where it goes, against the stack before the change
+# (docs/benchmarks.md#cost-per-turn); no training.
+.PHONY: bench-turn bench-load
+bench-turn: $(MODEL)
+	nice -n 10 $(BIN)/python -m supportbot.benchmark.turn_cost --model $(MODEL)
+
+# The bounded Locust load test, then a check of every conversation and refund in the stores
+# (docs/benchmarks.md#load-test). Alone it starts one stack; for the production profile pass
+# LOAD_HOST (its nginx), LOAD_TRACKER_DB and LOAD_BILLING_DB (SQLAlchemy URLs), LOAD_INSTANCES=2.
+LOAD_USERS ?= 16
+LOAD_RUN_TIME ?= 60s
+LOAD_INSTANCES ?= 1
+$(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
+	touch $@
+
+bench-load: $(MODEL) $(BIN)/.bench-installed
+	nice -n 10 $(BIN)/python -m supportbot.benchmark.load --model $(MODEL) --users $(LOAD_USERS) \
+	  --run-time $(LOAD_RUN_TIME) --instances $(LOAD_INSTANCES) \
+	  $(if $(LOAD_HOST),--host $(LOAD_HOST) --tracker-db $(LOAD_TRACKER_DB) --billing-db $(LOAD_BILLING_DB),)
 
 # The per-intent fallback thresholds in config.yml, from their written costs, on cross-validated
 # predictions over data/nlu (docs/nlu-pipeline.md, "Per-intent thresholds"); retrain after it.

@@ -10,7 +10,10 @@ single event loop, so one slow billing call holds every conversation. This serve
 - runs every action in a bounded pool of worker threads (`ACTION_SERVER_THREADS`, default 16),
   each with its own event loop, so blocking client calls inside sync or async actions never
   stall other conversations;
-- answers errors without echoing the request (it holds the customer's messages).
+- answers errors without echoing the request (it holds the customer's messages);
+- serves Prometheus metrics of its requests, actions, fallbacks and handoffs at `/metrics`
+  (docs/observability.md), and logs JSON lines naming the conversation when
+  SUPPORTBOT_LOG_FORMAT=json.
 
 Run it as `python -m supportbot.action_server --port 5055` (docs/security.md).
 """
@@ -23,6 +26,7 @@ import itertools
 import json
 import logging
 import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Optional
@@ -34,7 +38,8 @@ from sanic import Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from supportbot import settings
+from supportbot import logs, metrics, settings
+from supportbot.handoff import routing
 from supportbot.redact import install_log_masking
 
 logger = logging.getLogger(__name__)
@@ -42,18 +47,21 @@ logger = logging.getLogger(__name__)
 TOKEN_ENV = "ACTION_SERVER_TOKEN"
 # A tracker of a long conversation is a few MB at most; Sanic's default is 100 MB.
 REQUEST_MAX_SIZE = 20 * 1024 * 1024
-PUBLIC_PATHS = {"/health"}
+PUBLIC_PATHS = {"/health", "/metrics"}  # /metrics checks its own token (metrics.authorized)
 
 _thread_state = threading.local()
 _app_numbers = itertools.count()
 
 
 def _run_on_thread_loop(executor: ActionExecutor, action_call: Dict[str, Any]) -> Any:
-    """Run one action to completion on this worker thread's own event loop."""
+    """Run one action to completion on this worker thread's own event loop; its log lines
+    name the conversation."""
     loop = getattr(_thread_state, "loop", None)
     if loop is None:
         loop = _thread_state.loop = asyncio.new_event_loop()
-    return loop.run_until_complete(executor.run(action_call))
+    sender = action_call.get("sender_id")
+    with logs.conversation(sender if isinstance(sender, str) else None):
+        return loop.run_until_complete(executor.run(action_call))
 
 
 def authorized(request: Request, token: str) -> bool:
@@ -82,6 +90,7 @@ def create_app(actions_package: str, token: str, threads: int) -> Sanic:
     executor = ActionExecutor()
     executor.register_package(actions_package)
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="action")
+    metrics.instrument(app, "actions")
 
     @app.on_request
     async def check_caller(request: Request) -> Optional[HTTPResponse]:
@@ -104,12 +113,19 @@ def create_app(actions_package: str, token: str, threads: int) -> Sanic:
             return response.json({"error": "The body must be a JSON action call."}, status=400)
         sdk_utils.check_version_compatibility(action_call.get("version"))
         loop = asyncio.get_running_loop()
+        name = metrics.action_label(action_call["next_action"], executor.actions)
+        started, outcome = time.perf_counter(), "error"
         try:
             result = await loop.run_in_executor(pool, _run_on_thread_loop, executor, action_call)
+            outcome = "ok"
         except ActionExecutionRejection as error:
+            outcome = "rejected"
             return response.json({"error": error.message, "action_name": error.action_name}, status=400)
         except ActionNotFoundException as error:
+            outcome = "not_found"
             return response.json({"error": error.message, "action_name": error.action_name}, status=404)
+        finally:
+            metrics.count_action(name, outcome, time.perf_counter() - started)
         return response.json(result)
 
     @app.exception(Exception)
@@ -133,11 +149,20 @@ def main(argv: Optional[list] = None) -> None:
                         default=settings.integer("ACTION_SERVER_THREADS", minimum=1))
     args = parser.parse_args(argv)
     install_log_masking()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s - %(message)s")
+    try:
+        json_logs = logs.configure("actions")
+    except ValueError as error:
+        parser.exit(2, f"{error}\n")
+    if not json_logs:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s - %(message)s")
     token = settings.get(TOKEN_ENV) or ""
     if not token:
         parser.exit(2, f"{TOKEN_ENV} is not set: the action server answers only Rasa, which sends "
                        "it (endpoints.yml). `supportbot run` generates one.\n")
+    try:  # a wrong routing map stops the server here, with the reason, not at the first handoff
+        routing.from_env()
+    except ValueError as error:
+        parser.exit(2, f"{error}\n")
     app = create_app(args.actions, token, args.threads)
     logger.info("Action server on http://%s:%d (%d worker threads)", args.host, args.port, args.threads)
     app.run(host=args.host, port=args.port, workers=1, access_log=False)

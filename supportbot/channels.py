@@ -20,6 +20,10 @@ that a reload must present to rejoin, and the feedback and state endpoints requi
 X-Session-Key header; only SUPPORTBOT_ALLOWED_ORIGINS may connect. It also hosts the live
 handoff relay (supportbot/handoff/relay.py, docs/handoff.md): agents' messages into the chat,
 delivered again when the customer's widget rejoins.
+
+Every channel also counts and times its turns and serves the Rasa server's `/metrics`
+(supportbot.metrics, docs/observability.md), and names the conversation in the log lines of
+its turns (supportbot.logs).
 """
 from __future__ import annotations
 
@@ -37,12 +41,14 @@ from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Tupl
 from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.rest import RestInput
 from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
+from rasa.shared.core.constants import ACTION_LISTEN_NAME
+from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
-from supportbot import feedback, settings
+from supportbot import feedback, logs, metrics, settings, socket_presence
 from supportbot.handoff.relay import Relay
 from supportbot.identity import customer_from_metadata
 from supportbot.redact import CardFragments, install_log_masking, mask_in_structure
@@ -74,8 +80,13 @@ _card_fragments = CardFragments()
 
 def redacting(on_new_message: OnNewMessage) -> OnNewMessage:
     """Masks card numbers in the text (also when split over two messages) and in every string
-    of the metadata, before Rasa logs, parses or stores the message."""
+    of the metadata, before Rasa logs, parses or stores the message. Counts and times the turn,
+    and names its conversation in every line logged meanwhile."""
     async def handler(message: UserMessage) -> Any:
+        with logs.conversation(message.sender_id), metrics.Turn(message.input_channel):
+            return await _redacted(message)
+
+    async def _redacted(message: UserMessage) -> Any:
         text, masked = _card_fragments.mask_message(message.sender_id or "", message.text or "")
         try:
             metadata, masked_in_metadata = mask_in_structure(message.metadata or {})
@@ -92,6 +103,13 @@ def redacting(on_new_message: OnNewMessage) -> OnNewMessage:
         return await on_new_message(message)
 
     return handler
+
+
+def instrumented(blueprint: Blueprint) -> Tuple[Blueprint, Blueprint]:
+    """`blueprint` and one that, registered with it, gives the Rasa server `/metrics` and the
+    HTTP metrics and, with SUPPORTBOT_LOG_FORMAT=json, JSON logs for Sanic's loggers too."""
+    return blueprint, metrics.InstrumentingBlueprint(f"supportbot_metrics_{blueprint.name}",
+                                                     on_app=lambda _: logs.configure("rasa"))
 
 
 # --- What a client may send: checked at the channel, before Rasa parses, logs or stores it ---
@@ -216,7 +234,7 @@ class RedactingRestInput(RestInput):
         super().__init__(*args, **kwargs)
         self.limits = Limits.from_env()
 
-    def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
+    def blueprint(self, on_new_message: OnNewMessage) -> Tuple[Blueprint, Blueprint]:
         blueprint = super().blueprint(redacting(on_new_message))
 
         @blueprint.middleware("request")
@@ -234,7 +252,32 @@ class RedactingRestInput(RestInput):
             request.parsed_json = body  # Rasa's handler reads exactly what was checked
             return None
 
-        return blueprint
+        return instrumented(blueprint)
+
+
+CLIENT_MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def client_message_id(value: Any) -> Optional[str]:
+    """The widget's id for a message (the same on a retry), when it is one we can keep; else
+    None and Rasa makes one up."""
+    return value if isinstance(value, str) and CLIENT_MESSAGE_ID.fullmatch(value) else None
+
+
+def answers_to(events: List[Any], message_id: str) -> Optional[List[Dict[str, Any]]]:
+    """The bot's answers to the user message `message_id` (what it said until it listened
+    again; an agent's later messages are not part of it), or None if no such message is stored."""
+    answers: Optional[List[Dict[str, Any]]] = None
+    for event in events:
+        if answers is None:
+            if isinstance(event, UserUttered) and event.message_id == message_id:
+                answers = []
+        elif isinstance(event, BotUttered):
+            answers.append(event.message())
+        elif isinstance(event, UserUttered) or (
+                isinstance(event, ActionExecuted) and event.action_name == ACTION_LISTEN_NAME):
+            break
+    return answers
 
 
 class AnsweringSocketIOOutput(SocketIOOutput):
@@ -323,6 +366,17 @@ class RedactingSocketIOInput(SocketIOInput):
         self._confirmed: Dict[str, ConfirmedSession] = {}  # socket id -> the session it may use
         self._handle: Optional[OnNewMessage] = None  # Rasa's on_new_message, wrapped (blueprint)
         self.relay: Optional[Relay] = None  # live handoff, set with `sio` (blueprint)
+        self._in_flight: set = set()  # (conversation, client message id) being answered right now
+        # Several Rasa instances: emit through Redis, and record who is connected where
+        # (credentials.yml `client_manager_url`; supportbot/socket_presence.py).
+        self.client_manager_url: Optional[str] = None
+        self.presence: Optional[socket_presence.Presence] = None
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[str, Any]]) -> RedactingSocketIOInput:
+        channel = super().from_credentials(credentials)
+        channel.client_manager_url = (credentials or {}).get("client_manager_url") or None
+        return channel
 
     @staticmethod
     def _secret() -> str:
@@ -332,11 +386,13 @@ class RedactingSocketIOInput(SocketIOInput):
                            "sessions are keyed with a random secret and do not survive a restart.")
         return secret or secrets.token_urlsafe(32)
 
-    def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
+    def blueprint(self, on_new_message: OnNewMessage) -> Tuple[Blueprint, Blueprint]:
         self._handle = redacting(self._answering(on_new_message))
         blueprint = super().blueprint(self._handle)
         self._secure(self.sio)
-        self.relay = Relay(self.sio, self.namespace, self.bot_message_evt)
+        if self.client_manager_url:
+            self.presence = socket_presence.share(self.sio, self.client_manager_url, self.namespace)
+        self.relay = Relay(self.sio, self.namespace, self.bot_message_evt, self.presence)
         self.relay.register(blueprint)
 
         @blueprint.listener("before_server_start")
@@ -358,7 +414,7 @@ class RedactingSocketIOInput(SocketIOInput):
                 state["handoff"] = handoff
             return response.json(state)
 
-        return blueprint
+        return instrumented(blueprint)
 
     def _secure(self, sio: AsyncServer) -> None:
         """Our handlers replace Rasa's for these events (python-socketio keeps one per event).
@@ -374,7 +430,10 @@ class RedactingSocketIOInput(SocketIOInput):
             if origin is not None and origin not in origins:
                 logger.info("Refused a socket.io connection from origin %r", origin[:200])
                 return False
-            return await rasa_connect(sid, environ, auth)
+            accepted = await rasa_connect(sid, environ, auth)
+            if accepted is not False:  # python-socketio calls `disconnect` for these only
+                metrics.SOCKETIO_CONNECTIONS.inc()
+            return accepted
 
         sio.on("connect", connect, namespace=self.namespace)
         sio.on("session_request", self._session_request, namespace=self.namespace)
@@ -405,9 +464,14 @@ class RedactingSocketIOInput(SocketIOInput):
         self._confirmed[sid] = session  # before any await: a message right after is checked against it
         if self.session_persistence:
             self.sio.enter_room(sid, session.session_id, namespace=self.namespace)
+            if self.presence:
+                self.presence.join(sid, session.session_id)
 
     async def _disconnect(self, sid: str) -> None:
+        metrics.SOCKETIO_CONNECTIONS.dec()
         self._confirmed.pop(sid, None)
+        if self.presence:
+            self.presence.leave(sid)
 
     async def _user_uttered(self, sid: str, data: Any = None) -> None:
         data = data if isinstance(data, dict) else {}
@@ -427,7 +491,36 @@ class RedactingSocketIOInput(SocketIOInput):
             await output.send_text_message(sender, too_long)
             await self.sio.emit("bot_turn_done", {"reply_to": None, **await self._turn_state(sender)}, room=sender)
             return
-        await self._handle(UserMessage(text, output, sender, input_channel=self.name(), metadata=metadata))
+        message_id = client_message_id(data.get("message_id"))
+        if (sender, message_id) in self._in_flight:
+            logger.info("Message %s of %s is being answered: its retry is dropped", message_id, sender)
+            return  # the answer goes to the room this socket waits in
+        flight = {(sender, message_id)} if message_id else set()
+        self._in_flight |= flight  # before any await: a copy sent at the same moment is dropped
+        try:
+            if message_id and await self._answered_already(sender, message_id):
+                return
+            await self._handle(UserMessage(text, output, sender, input_channel=self.name(), metadata=metadata,
+                                           message_id=message_id))
+        finally:
+            self._in_flight -= flight
+
+    async def _answered_already(self, sender: str, message_id: str) -> bool:
+        """A message the widget sent again (its "Not delivered — Retry") is answered once: while
+        the first copy is being answered the retry is dropped (above); once answered, the stored
+        answer is sent again instead of a second turn."""
+        agent = getattr(self.app.ctx, "agent", None) if self.app else None
+        tracker = await agent.tracker_store.retrieve(sender) if agent and agent.tracker_store else None
+        answers = answers_to(list(tracker.events) if tracker else [], message_id)
+        if answers is None:
+            return False
+        logger.info("Message %s of %s was answered already: its answer is sent again", message_id, sender)
+        output = AnsweringSocketIOOutput(self.sio, self.bot_message_evt, message_id)
+        for answer in answers:
+            await output.send_response(sender, answer)
+        done = {"reply_to": message_id, **await self._turn_state(sender)}
+        await self.sio.emit("bot_turn_done", done, room=sender)
+        return True
 
     def _sender(self, sid: str, session_id: Any) -> Tuple[Optional[str], Optional[str]]:
         """The conversation a message on this socket belongs to, or why it has none."""

@@ -51,6 +51,8 @@ Logs are in var/logs/. Press Ctrl-C to stop.
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.profile:
+        return run_profile(args)
     root = Path.cwd()
     var = root / "var"
     log_dir = var / "logs"
@@ -87,14 +89,37 @@ def run(args: argparse.Namespace) -> int:
                                 "RASA_AUTH_TOKEN": shared["RASA_AUTH_TOKEN"]}, root),
         processes.collector(log_dir, env, root),
     ]
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print("Starting the billing service, the action server, Rasa, the demo store and the admin app "
           "(about a minute)...")
+    return _serve(servers, BANNER.format(rasa=f"http://127.0.0.1:{args.port}", billing=billing_url,
+                                         demo=f"http://127.0.0.1:{args.demo_port}",
+                                         admin=f"http://127.0.0.1:{args.admin_port}", admin_login=admin_login))
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    """`run --profile NAME`: the topology profiles/NAME/ describes (supportbot/profile.py)."""
+    from supportbot import profile as profiles
+
+    root = Path.cwd()
+    shared = local_secrets.load(create=True)
+    shared["BILLING_API_KEYS"] = settings.get("BILLING_API_KEYS") or local_secrets.billing_api_keys(shared)
+    admin_env, admin_password = admin_accounts.local_defaults()
+    try:
+        chosen = profiles.load(args.profile, root)
+        servers = profiles.servers(chosen, Path(args.model), root, shared, admin_env)
+    except (profiles.ProfileError, SQLAlchemyError) as error:
+        print(f"supportbot run --profile {args.profile}: {error}", file=sys.stderr)
+        return 2
+    print(f"Starting profile {chosen.name}: {len(servers)} processes (a minute or two)...")
+    return _serve(servers, profiles.banner(chosen, admin_accounts.login_hint(admin_password)))
+
+
+def _serve(servers: List[processes.ServerProcess], banner: str) -> int:
+    """Start the servers, print the banner, and keep them running until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with processes.running(servers, timeout=300):
-        print(BANNER.format(rasa=f"http://127.0.0.1:{args.port}", billing=billing_url,
-                            demo=f"http://127.0.0.1:{args.demo_port}",
-                            admin=f"http://127.0.0.1:{args.admin_port}", admin_login=admin_login))
+        print(banner)
         try:
             while not stop.wait(1):
                 for server in servers:
@@ -141,7 +166,7 @@ def handoffs(args: argparse.Namespace) -> int:
         print(json.dumps({
             "reference": record.reference, "conversation_id": record.conversation_id,
             "reason": record.reason, "status": record.status, "customer_id": record.customer_id,
-            "created_at": record.created_at.isoformat(),
+            "team": record.team, "priority": record.priority, "created_at": record.created_at.isoformat(),
             "last_messages": record.context.get("transcript", [])[-4:],
         }, ensure_ascii=False, default=str))
     return 0
@@ -302,6 +327,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--billing-port", type=int, default=settings.integer("BILLING_PORT"))
     p.add_argument("--demo-port", type=int, default=settings.integer("DEMO_PORT"))
     p.add_argument("--admin-port", type=int, default=settings.integer("SUPPORTBOT_ADMIN_PORT"))
+    p.add_argument("--profile", help="run profiles/PROFILE/ instead (e.g. production: docs/deploy.md); "
+                                     "its ports are in its profile.yml")
     p.set_defaults(func=run)
     p = commands.add_parser("shell", help="chat with the running assistant in the terminal")
     p.add_argument("--rasa-url", default=settings.get("RASA_URL"))
@@ -334,7 +361,8 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("learn", help="the learning loop (docs/learning.md)")
     learn = p.add_subparsers(dest="learn_command", required=True)
     p = learn.add_parser("collect", help="read Rasa's event broker into the learning store")
-    p.add_argument("--events", help="the SQL event broker's database (default SUPPORTBOT_EVENTS_DB_URL)")
+    p.add_argument("--events", help="the SQL event broker's database, or amqp://...?queue=NAME for "
+                                    "RabbitMQ (default SUPPORTBOT_EVENTS_DB_URL)")
     p.add_argument("--db", help="the learning store (default SUPPORTBOT_LEARNING_DB_URL)")
     p.add_argument("--follow", action="store_true", help="keep collecting until stopped")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between reads with --follow")
@@ -369,6 +397,10 @@ def parser() -> argparse.ArgumentParser:
     p = learn.add_parser("tickets", help="handoff tickets resolved under another intent become corrections")
     corrections.add_tickets_arguments(p)
     p.set_defaults(func=corrections.run_tickets)
+    p = learn.add_parser("routing", help="handoffs agents moved to another team: where routing.yml is wrong")
+    p.add_argument("--since", help="only moves at or after this date or time (UTC)")
+    p.add_argument("--db", help="the learning store (default SUPPORTBOT_LEARNING_DB_URL)")
+    p.set_defaults(func=corrections.run_routing)
     p = learn.add_parser("noise", help="training examples whose label looks wrong (cleanlab), as CSV")
     noise.add_arguments(p)
     p.set_defaults(func=noise.run)

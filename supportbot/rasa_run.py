@@ -4,16 +4,18 @@
 - `--auth-token` from RASA_AUTH_TOKEN, so the token never appears on a command line (`ps`);
 - `--cors` limited to the configured store origins (SUPPORTBOT_ALLOWED_ORIGINS), never `*`;
 - a 1 MB cap on any request body (Sanic's default is 100 MB), SANIC_REQUEST_MAX_SIZE to change;
-- card numbers masked in every log line (supportbot.redact.install_log_masking).
+- card numbers masked in every log line (supportbot.redact.install_log_masking);
+- with SUPPORTBOT_LOG_FORMAT=json, JSON log lines (supportbot.logs) instead of Rasa's colored
+  console ones. The channels (supportbot.channels) add `/metrics` to the server.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import List, Optional
 
-from supportbot import settings
-from supportbot.channels import allowed_origins
+from supportbot import logs, settings
 from supportbot.redact import install_log_masking
 
 REQUEST_MAX_SIZE = 1024 * 1024
@@ -23,6 +25,8 @@ def rasa_arguments(argv: List[str], environ: Optional[dict] = None) -> List[str]
     if "--auth-token" in argv or "--cors" in argv:
         raise SystemExit("Pass the token in RASA_AUTH_TOKEN and origins in SUPPORTBOT_ALLOWED_ORIGINS, "
                          "not on the command line.")
+    from supportbot.channels import allowed_origins  # imports Rasa: after the logs are set up
+
     extra = ["--cors", *allowed_origins(environ)]
     token = settings.get("RASA_AUTH_TOKEN", environ)
     if token:
@@ -31,12 +35,27 @@ def rasa_arguments(argv: List[str], environ: Optional[dict] = None) -> List[str]
 
 
 def main() -> None:
+    install_log_masking()
+    try:
+        json_logs = logs.configure("rasa")
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     sys.argv = ["rasa", *rasa_arguments(sys.argv[1:])]
     os.environ.setdefault("SANIC_REQUEST_MAX_SIZE", str(REQUEST_MAX_SIZE))
-    install_log_masking()
+    if json_logs:
+        import rasa.utils.io
+
+        # Rasa would replace our handler on the root logger with its colored console one.
+        rasa.utils.io.configure_colored_logging = _log_level_only
     from rasa.__main__ import main as rasa_main
 
     rasa_main()
+
+
+def _log_level_only(loglevel: Optional[str]) -> None:
+    """What Rasa's configure_colored_logging does to levels, without its handler."""
+    # Rasa has set its own logger's level (--debug, --quiet, LOG_LEVEL) by then.
+    logging.getLogger().setLevel(loglevel or logging.getLogger("rasa").getEffectiveLevel())
 
 
 if __name__ == "__main__":

@@ -73,7 +73,8 @@ GROUPS: Tuple[Group, ...] = (
            "the learning store: customer turns and review candidates (docs/learning.md)",
            ("SUPPORTBOT_DB_URL",)),
     _group("SUPPORTBOT_EVENTS_DB_URL", ("sqlite:///var/events.db",), "`sqlite:///var/events.db`",
-           "where the collector reads Rasa's SQL event broker (`event_broker` in endpoints.yml)"),
+           "where the collector reads Rasa's SQL event broker (`event_broker` in endpoints.yml), or "
+           "`amqp://user:password@host:5672/?queue=NAME` for RabbitMQ (docs/deploy.md)"),
     _group("SUPPORTBOT_TICKETING", ("sqlite",), "`sqlite` (the embedded queue)",
            "ticketing backend for handoffs: `sqlite`, `rt` or `zendesk` (docs/ticketing.md)"),
     _group("SUPPORTBOT_TICKETING_DB_URL", (None,), "`SUPPORTBOT_DB_URL`",
@@ -89,11 +90,16 @@ GROUPS: Tuple[Group, ...] = (
            ("Mon-Fri 08:00-20:00, Sat 09:00-14:00", "Europe/Berlin"),
            "`Mon-Fri 08:00-20:00, Sat 09:00-14:00`, `Europe/Berlin`",
            "when people answer handed-off chats (docs/handoff.md#business-hours)"),
+    _group("SUPPORTBOT_ROUTING_FILE", ("routing.yml",), "`routing.yml`",
+           "which team's queue a handoff goes to, with which priority (docs/handoff.md#routing)"),
     _group("SUPPORTBOT_HANDOFF_WAIT_SAMPLE SUPPORTBOT_HANDOFF_DEFAULT_WAIT_MINUTES "
            "SUPPORTBOT_HANDOFF_TIMEOUT_MINUTES",
            ("20", "10", "15"), "`20`, `10`, `15`",
            "the wait a customer is told (median time to claim of the last N claims; the default before "
            "any) and the wait after which they are offered a reply by email (docs/handoff.md)"),
+    _group("SUPPORTBOT_TICKET_REPLIES_SECONDS SUPPORTBOT_TICKET_REPLIES_HOURS", ("5", "24"), "`5`, `24`",
+           "agents' replies on a handoff's ticket into the customer's chat: how often the tickets are read, "
+           "and for how long after the handoff ended (docs/handoff.md#the-ticket)"),
     _group("SUPPORTBOT_RETENTION_OFFER", ("on",), "`on`",
            "one retention offer before a cancellation (`off` to never offer)"),
     _group("SUPPORTBOT_IDENTITY_SECRET", (None,),
@@ -117,6 +123,14 @@ GROUPS: Tuple[Group, ...] = (
            "programs calling the admin app's `/api/`: `name:role:token,...`"),
     _group("SUPPORTBOT_ADMIN_SECRET", (None,), "random, in `var/secrets.env`",
            "signing the admin app's session cookies"),
+    _group("SUPPORTBOT_POSTGRES_URL SUPPORTBOT_REDIS_URL SUPPORTBOT_RABBITMQ_URL",
+           ("postgresql://postgres@127.0.0.1:5432/postgres", "redis://127.0.0.1:6379/0",
+            "amqp://guest:guest@127.0.0.1:5672/"),
+           "`postgresql://postgres@127.0.0.1:5432/postgres`, `redis://127.0.0.1:6379/0`, "
+           "`amqp://guest:guest@127.0.0.1:5672/`",
+           "`supportbot run --profile production`: the servers its stores, lock, socket.io manager and "
+           "event broker use; the Postgres URL's database is only where it logs in to make its own "
+           "(docs/deploy.md)"),
     _group("RASA_URL", ("http://127.0.0.1:5005",), "`http://127.0.0.1:5005`",
            "`supportbot shell` and `resume`, the admin app's agent inbox: where Rasa answers"),
     _group("SUPPORTBOT_RASA_URLS", (None,), "`RASA_URL`",
@@ -142,6 +156,11 @@ GROUPS: Tuple[Group, ...] = (
     _group("SUPPORTBOT_ALLOWED_ORIGINS", ("http://127.0.0.1:5057,http://localhost:5057",),
            "the demo store (`http://127.0.0.1:5057,http://localhost:5057`)",
            "the only web origins Rasa's CORS and socket.io accept"),
+    _group("SUPPORTBOT_LOG_FORMAT", ("text",), "`text`",
+           "`json`: every server logs one masked JSON object per line, with the conversation id "
+           "(docs/observability.md#json-logs)"),
+    _group("SUPPORTBOT_METRICS_TOKEN", (None,), "unset (`/metrics` open)",
+           "the bearer token Prometheus must send to each server's `/metrics` (docs/observability.md)"),
 )
 
 SETTINGS: Dict[str, Setting] = {s.name: s for group in GROUPS for s in group.settings}

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 from postgres_url import POSTGRES_URL
+from rabbitmq_url import RABBITMQ_URL
+from redis_url import REDIS_URL
 
 # The assistant's stack, one per session for tests/e2e and tests/web; the `slow` mark.
 pytest_plugins = ["plugins.stack", "plugins.slow_tests"]
@@ -43,3 +45,30 @@ def db_url(request, tmp_path) -> str:
     except sqlalchemy.exc.OperationalError as error:
         pytest.fail(f"Postgres unreachable at {POSTGRES_URL} (set SUPPORTBOT_TEST_POSTGRES_URL): {error}")
     return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis server (tests/redis_url.py); missing, the test fails rather than skips."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except redis.RedisError as error:
+        pytest.fail(f"Redis unreachable at {REDIS_URL} (set SUPPORTBOT_TEST_REDIS_URL): {error}")
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """The real RabbitMQ server (tests/rabbitmq_url.py); missing, the test fails rather than skips."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(RABBITMQ_URL)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 5672), timeout=2).close()
+    except OSError as error:
+        pytest.fail(f"RabbitMQ unreachable at {parts.hostname}:{parts.port} "
+                    f"(set SUPPORTBOT_TEST_RABBITMQ_URL): {error}")
+    return RABBITMQ_URL

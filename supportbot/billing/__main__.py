@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import List, Optional
 
-from supportbot import settings
+from supportbot import logs, settings
 from supportbot.billing.auth import ApiKeys, ConfigError
 from supportbot.billing.limits import Limits
 from supportbot.billing.seed import prepare_database
@@ -35,13 +35,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    # Sanic configures its own loggers; ours only needs to say what happened to the data.
-    logger.addHandler(logging.StreamHandler())
-    logger.setLevel(logging.INFO)
     try:  # before touching the database: a misconfigured service changes nothing
-        api_keys, limits = ApiKeys.from_env(), Limits.from_env()
-    except ConfigError as exc:
+        api_keys, limits, json_logs = ApiKeys.from_env(), Limits.from_env(), logs.configure("billing")
+    except (ConfigError, ValueError) as exc:
         sys.exit(f"billing service not started: {exc}")
+    if not json_logs:
+        # Sanic configures its own loggers; ours only needs to say what happened to the data.
+        logger.addHandler(logging.StreamHandler())
+    logger.setLevel(logging.INFO)
     engine = make_engine(args.db)
     try:
         seeded = prepare_database(engine, reset=args.reset)
@@ -51,6 +52,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                 "seeded with demo data" if seeded else "existing data", args.host, args.port,
                 api_keys)
     app = create_app(args.db, api_keys=api_keys, limits=limits)
+    if json_logs:  # again: the app has just given Sanic's loggers handlers of their own
+        logs.configure("billing")
     app.run(host=args.host, port=args.port, access_log=False, motd=False)
 
 

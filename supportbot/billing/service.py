@@ -5,9 +5,9 @@ something honest to talk to. The contract is in `openapi.yaml`; the rules worth 
 (authentication, customer scoping, refund policy and auto-limits, verification rate limit,
 idempotency, duplicate charges, proration, links, outbox) are in docs/billing-service.md.
 This module is the app around the routes: request guards, authentication (every JSON route
-except the two service routes needs an API key), error rendering and the lifecycle of the
-`Store`. The routes are in `routes/`, the database work in `operations/`, the rules in
-`validation`, `idempotency`, `policy` and `cards`.
+except the service routes needs an API key), error rendering, Prometheus metrics
+(supportbot.metrics) and the lifecycle of the `Store`. The routes are in `routes/`, the
+database work in `operations/`, the rules in `validation`, `idempotency`, `policy` and `cards`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sanic.exceptions import InvalidUsage, SanicException
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from supportbot import settings
+from supportbot import metrics, settings
 from supportbot.billing import pages
 from supportbot.billing.auth import ApiKeys, bearer_token
 from supportbot.billing.limits import Limits
@@ -61,6 +61,7 @@ def create_app(db_url: str, refund_window_days: Optional[int] = None,
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.ctx.links = Links.from_env()
     app.ctx.api_keys = api_keys
+    metrics.instrument(app, "billing")  # GET /metrics, public to API keys (docs/observability.md)
     for add_routes in (_add_request_guards, _add_authentication, health.add_routes,
                        customers.add_routes, orders.add_routes, refunds.add_routes,
                        subscriptions.add_routes, accounts.add_routes, browser.add_routes,

@@ -12,14 +12,22 @@ stopped, stores each customer turn masked, and marks the turns worth a designer'
 
 Each batch is one transaction with the cursor, and a turn is unique per (conversation,
 message id): a crash or a redelivery writes nothing twice.
+
+The events come from the SQL broker's table (an SQLAlchemy URL), or from RabbitMQ when the
+broker is `type: pika` (the production profile, docs/deploy.md): an
+`amqp://user:password@host:port/?queue=NAME` URL, NAME being the queue endpoints.yml publishes
+to. A batch of RabbitMQ messages is acknowledged only once the learning store has committed it.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import re
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from sqlalchemy import Column, Integer, String, Text, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -42,6 +50,7 @@ PHONE = re.compile(r"(?<![\w])\+?\d[\d ().-]{6,}\d(?![\w])")
 PAYLOAD = re.compile(r"^/(?P<intent>[\w/+-]+)")
 
 BrokerBase = declarative_base()
+logger = logging.getLogger(__name__)
 
 
 class BrokerEvent(BrokerBase):
@@ -91,12 +100,16 @@ class Collector:
         feedback_url = feedback_url or settings.get("SUPPORTBOT_DB_URL")
         # One cursor per source: a store may collect from several brokers.
         self.events_source, self.votes_source = _source("events", events_url), _source("votes", feedback_url)
-        self.events = make_engine(events_url)
-        BrokerBase.metadata.create_all(self.events)  # Rasa creates it too; either may come first
+        self.rabbitmq = RabbitMQEvents(events_url) if events_url.startswith(("amqp://", "amqps://")) else None
+        if self.rabbitmq is None:
+            self.events = make_engine(events_url)
+            BrokerBase.metadata.create_all(self.events)  # Rasa creates it too; either may come first
         self.feedback = make_engine(feedback_url)
 
     def run_once(self, batch: int = 1000) -> int:
         """Collect what arrived since the last run; returns how many events were read."""
+        if self.rabbitmq is not None:
+            return self._run_once_rabbitmq(batch)
         read = 0
         while True:
             with self.store.session() as session, session.begin():
@@ -111,6 +124,22 @@ class Collector:
                     self._apply_votes(session)
             read += len(rows)
             if caught_up:
+                return read
+
+    def _run_once_rabbitmq(self, batch: int) -> int:
+        read = 0
+        while True:
+            messages = self.rabbitmq.read(batch)
+            with self.store.session() as session, session.begin():
+                for message in messages:
+                    event = _event(message.body)
+                    if event is not None:
+                        self._apply(session, str(event.get("sender_id") or ""), event)
+                if len(messages) < batch:
+                    self._apply_votes(session)
+            self.rabbitmq.ack(messages)  # committed: a crash before this redelivers, nothing is written twice
+            read += len(messages)
+            if len(messages) < batch:
                 return read
 
     def _read_events(self, after: int, batch: int) -> List[BrokerEvent]:
@@ -176,6 +205,65 @@ class Collector:
                     add_reasons(turn, ["voted_down"])
         if votes:
             _set_cursor(session, self.votes_source, votes[-1][3].isoformat())
+
+
+def _event(body: bytes) -> Optional[Dict[str, Any]]:
+    """A broker message's event, or None (logged, then acknowledged) if it is not one."""
+    try:
+        event = json.loads(body)
+    except (ValueError, RecursionError):
+        event = None
+    if not isinstance(event, dict):
+        logger.warning("Skipped a RabbitMQ message that is not a JSON event (%d bytes)", len(body))
+        return None
+    return event
+
+
+class RabbitMQEvents:
+    """Rasa's pika event broker queue, read in batches (aio_pika, which Rasa brings)."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        queue = parse_qs(parts.query).get("queue", [""])[0]
+        if not queue:
+            raise ValueError("A RabbitMQ events URL needs the queue: amqp://user:password@host:5672/?queue=NAME "
+                             "(the queue endpoints.yml's event_broker publishes to).")
+        self.queue_name, self.url = queue, urlunsplit(parts._replace(query=""))
+        self._loop = asyncio.new_event_loop()
+        self._connection: Any = None
+        self._queue: Any = None
+
+    def read(self, batch: int) -> List[Any]:
+        return self._loop.run_until_complete(self._read(batch))
+
+    async def _read(self, batch: int) -> List[Any]:
+        import aio_pika
+
+        if self._queue is None:
+            self._connection = await aio_pika.connect_robust(self.url)
+            channel = await self._connection.channel()
+            self._queue = await channel.declare_queue(self.queue_name, durable=True)  # as Rasa declares it
+        messages: List[Any] = []
+        while len(messages) < batch:
+            message = await self._queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            messages.append(message)
+        return messages
+
+    def ack(self, messages: List[Any]) -> None:
+        if messages:
+            self._loop.run_until_complete(self._ack(messages))
+
+    @staticmethod
+    async def _ack(messages: List[Any]) -> None:
+        for message in messages:
+            await message.ack()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._loop.run_until_complete(self._connection.close())
+        self._loop.close()
 
 
 def _entities(parse: Dict[str, Any]) -> List[Dict[str, Any]]:

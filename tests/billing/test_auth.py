@@ -37,7 +37,7 @@ D = Decimal
 REPO = Path(__file__).resolve().parents[2]
 
 # Public on purpose; adding to this set is a security decision, so it is spelled out here.
-PUBLIC_ROUTES = {("GET", "/health"), ("GET", "/openapi.yaml"),
+PUBLIC_ROUTES = {("GET", "/health"), ("GET", "/openapi.yaml"), ("GET", "/metrics"),
                  ("GET", "/documents/invoices/<iid>"), ("GET", "/pay/update"),
                  ("POST", "/pay/update"), ("GET", "/account/unlock"),
                  ("GET", "/account/confirm-email")}

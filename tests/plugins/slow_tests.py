@@ -18,6 +18,8 @@ SERVER_FIXTURES = frozenset({
     "any_billing_server", "any_billing_url",  # tests/billing/conftest.py
     "rt_url", "fake_zendesk",  # tests/ticketing/conftest.py
     "demo", "browser",  # tests/web/conftest.py
+    "redis_url", "rabbitmq_url",  # tests/conftest.py: the real Redis and RabbitMQ servers
+    "nginx",  # tests/unit/test_profile.py: nginx from Debian (`make nginx`)
 })
 # Parametrised fixtures, and the parameters of theirs that need Postgres or a ticketing server.
 SERVER_PARAMS = {"db_url": {"postgres"}, "backend": {"postgres", "rt", "zendesk"}}

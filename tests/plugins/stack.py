@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -43,6 +44,13 @@ class Stack:
     log_dir: Path
     env: Dict[str, str]
     demo_port: int  # reserved for the demo store (tests/web/conftest.py), whose origin Rasa allows
+    rasa_process: Optional[processes.ServerProcess] = None
+
+    def restart_rasa(self, timeout: float = 240) -> None:
+        """Stop the Rasa server as a deployment does (SIGTERM) and start it again: same port,
+        same stores. Its sockets are gone; clients rejoin with their session key."""
+        self.rasa_process.stop()
+        self.rasa_process.start().wait_healthy(timeout)
 
     def say(self, sender: str, text: str, metadata: Optional[Dict[str, Any]] = None,
             timeout: float = 60) -> List[Dict[str, Any]]:
@@ -139,13 +147,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
           slack_api: fake_slack.FakeSlack) -> Iterator[Stack]:
     """The assistant on the trained model (`repo` and `model` come from tests/conftest.py)."""
     tmp = tmp_path_factory.mktemp("stack")
+    with running_stack(tmp, repo, model, slack_api.url) as started:
+        yield started
+    # Every store and log of the whole run, once the servers have flushed and stopped.
+    leaks = card_numbers_in(tmp)
+    if leaks:
+        pytest.fail(f"test card numbers stored or logged: {leaks}")
+
+
+@contextmanager
+def running_stack(tmp: Path, repo: Path, model: Path, slack_url: str,
+                  env_overrides: Optional[Dict[str, str]] = None) -> Iterator[Stack]:
+    """The servers of a Stack in `tmp`; `env_overrides` changes their environment (another
+    ticketing backend: tests/e2e/test_ticket_replies.py). Prefer the session's `stack`."""
     rasa_port, actions_port, billing_port, demo_port = (processes.free_port() for _ in range(4))
     tracker_db = tmp / "tracker.db"
     endpoints = tmp / "endpoints.yml"
     endpoints.write_text(yaml.safe_dump({
         "action_endpoint": {"url": f"http://127.0.0.1:{actions_port}/webhook",
                             "headers": ACTION_SERVER_AUTH},
-        "tracker_store": {"type": "SQL", "dialect": "sqlite", "db": str(tracker_db)},
+        # The project's SQL store, as endpoints.yml has it (supportbot/tracker_store.py).
+        "tracker_store": {"type": "supportbot.tracker_store.SQLTrackerStore", "dialect": "sqlite",
+                          "db": str(tracker_db)},
         # Every event, for the learning loop's collector (tests/e2e/test_learning_capture.py).
         "event_broker": {"type": "SQL", "dialect": "sqlite", "db": str(tmp / "events.db")},
     }))
@@ -170,11 +193,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
         # The Slack channel, posting to the fake Slack Web API (see fake_slack.py).
         "SLACK_BOT_TOKEN": fake_slack.BOT_TOKEN,
         "SLACK_SIGNING_SECRET": fake_slack.SIGNING_SECRET,
-        "SLACK_API_URL": slack_api.url,
+        "SLACK_API_URL": slack_url,
         # Live handoff in Slack (tests/e2e/test_slack_handoff.py); `intent <name>` collects the
         # turns it corrects from the event broker above.
         "SUPPORTBOT_AGENTS_SLACK_CHANNEL": fake_slack.AGENTS_CHANNEL,
         "SUPPORTBOT_EVENTS_DB_URL": f"sqlite:///{tmp / 'events.db'}",
+        **(env_overrides or {}),
     }
     servers = [
         processes.billing_server(billing_port, f"sqlite:///{tmp / 'billing.db'}", tmp, env, reset=True),
@@ -184,11 +208,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
     ]
     with processes.running(servers, timeout=240):
         yield Stack(servers[2].url, servers[1].url, servers[0].url, tracker_db, store_db_url, tmp, env,
-                    demo_port)
-    # Every store and log of the whole run, once the servers have flushed and stopped.
-    leaks = card_numbers_in(tmp)
-    if leaks:
-        pytest.fail(f"test card numbers stored or logged: {leaks}")
+                    demo_port, rasa_process=servers[2])
 
 
 @pytest.fixture(autouse=True)
