@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from supportbot.benchmark.report import publish
+
 TARGET = 100.0  # messages per second the issue asks for
 MESSAGES = 5000
 RUNS = 3
@@ -255,12 +257,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                               args.runs)
             result["backends"][backend] = summary(result["workload"], seconds)
     out = args.out / started.strftime("%Y%m%dT%H%M%SZ")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = to_markdown(result)
-    (out / "report.md").write_text(markdown)
-    print(markdown)
-    print(f"Report: {out / 'report.md'}")
+    publish(result, to_markdown(result), out)
     slow = [name for name, row in result["backends"].items() if row["messages_per_second"] < TARGET]
     return 1 if slow else 0
 

@@ -24,7 +24,6 @@ Nothing is written into data/ or models/; the report holds figures, never a mess
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import resource
@@ -39,6 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from supportbot.benchmark.report import publish
 from supportbot.public_data.mapping import DEFAULT_MAPPING, OUT_OF_SCOPE
 
 SEED = 42
@@ -419,11 +419,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         "verdict": verdict(base["figures"], tuned["figures"], fine_tuning, args.make_train_seconds),
         "total_seconds": round(time.perf_counter() - started),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "contrastive.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = to_markdown(result)
-    (args.out / "contrastive.md").write_text(markdown)
-    print(markdown)
+    publish(result, to_markdown(result), args.out, "contrastive")
     return result
 
 

@@ -26,6 +26,7 @@ from typing import Dict, List, Optional
 
 from supportbot.benchmark import metrics, runner
 from supportbot.benchmark.command import machine_info
+from supportbot.benchmark.report import publish
 
 TARGET_MS = 30.0  # issue #16: parse p95 on 2 cores
 
@@ -141,11 +142,7 @@ def run(args: argparse.Namespace) -> Dict:
     }
     result["target_met"] = in_process["p95_ms"] <= args.target_ms
     result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latency.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = to_markdown(result)
-    (args.out / "latency.md").write_text(markdown)
-    print(markdown)
+    publish(result, to_markdown(result), args.out, "latency")
     return result
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import json
 import os
 import shlex
 import shutil
@@ -32,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from supportbot.benchmark.report import publish
 from supportbot.learning.store import normalise
 from supportbot.public_data.mapping import DEFAULT_MAPPING
 from supportbot.public_data.split import PublicRow
@@ -397,11 +397,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     result.update(started=started.strftime("%Y-%m-%d %H:%M UTC"), model=str(args.model), model_sha256=model_sha256,
                   command="python -m supportbot.benchmark.learning_lift " + shlex.join(argv),
                   seed=args.seed, per_intent=args.per_intent, eval_per_intent=args.eval_per_intent)
-    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = to_markdown(result)
-    (out / "report.md").write_text(markdown)
-    print(markdown)
-    print(f"Report: {out / 'report.md'}")
+    publish(result, to_markdown(result), out)
     return 0
 
 

@@ -82,6 +82,17 @@ def write_json(result: Dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(strip(result), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def publish(result: Dict[str, Any], markdown: str, out: Path, name: str = "report") -> Path:
+    """A benchmark's result as `<name>.json` and `<name>.md` in `out`; prints the Markdown and
+    where it is. The Markdown's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown)
+    print(markdown)
+    print(f"Report: {out / f'{name}.md'}")
+    return out / f"{name}.md"
+
+
 def headline_table(result: Dict) -> List[str]:
     cand, base = result["results"]["candidate"]["summary"], result["results"]["baseline"]["summary"]
     single_label = result["dataset"]["name"] == "banking77"  # label micro-F1 would repeat accuracy

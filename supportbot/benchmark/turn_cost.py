@@ -39,6 +39,7 @@ import requests
 import yaml
 
 from supportbot import processes
+from supportbot.benchmark.report import publish
 
 MODEL = Path("models/supportbot.tar.gz")
 CONVERSATION = ["hi", "where is my order 4817263", "alice@example.com", "how long does delivery take?", "bye"]
@@ -395,12 +396,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         result["variants"][name] = run_variant(VARIANTS[name], args.model.resolve(), repo, clients, args.seconds,
                                                args.breakdown_conversations, args.long_turns)
     out = args.out / started.strftime("%Y%m%dT%H%M%SZ")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = to_markdown(result)
-    (out / "report.md").write_text(markdown)
-    print(markdown)
-    print(f"Report: {out / 'report.md'}")
+    publish(result, to_markdown(result), out)
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from supportbot.benchmark.load import checker
+from supportbot.benchmark.report import publish
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
@@ -146,11 +146,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     stats = locust_stats(out / "locust")
     result.update(summary=summary(stats), channels=by_channel(stats), conversations=len(conversations),
                   refunds_confirmed=sum(len(c.refunds) for c in conversations))
-    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = to_markdown(result)
-    (out / "report.md").write_text(markdown)
-    print(markdown)
-    print(f"Report: {out / 'report.md'}")
+    publish(result, to_markdown(result), out)
     return 1 if result["problems"] or not conversations else 0
 
 
