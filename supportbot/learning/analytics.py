@@ -12,10 +12,11 @@ first turn; its channel is its first turn's, its intent the first one that names
 reviewer's or a "did you mean" label before the model's; greetings, yes/no and the like are not
 goals). Ratings, votes and handoffs count for the conversation they belong to.
 
-The learning store keeps no customer id: a conversation's customer is known only from its handoff
-records and feedback, which carry the verified customer id. First-contact resolution is therefore
-judged only for conversations whose customer is known and that are at least 7 days old; the
-report says how many that is.
+A conversation's customer is its verified customer: the `customer_id` slot as the collector read
+it (set from a signed channel token or after the identity check), else the customer id its
+handoff records or feedback carry. An anonymous conversation has none. First-contact resolution
+is therefore judged only for conversations whose customer is known and that are at least 7 days
+old; the report says how many that is.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from supportbot import settings
 from supportbot.learning.drift import table
 from supportbot.learning.imports import IMPORT_PREFIX
-from supportbot.learning.store import LearningStore, TurnRow
+from supportbot.learning.store import ConversationCustomerRow, LearningStore, TurnRow
 from supportbot.store import FeedbackStore, HandoffStore
 
 REPEAT_WINDOW = timedelta(days=7)  # a new conversation on the same intent within it: not resolved
@@ -171,6 +172,11 @@ def build(store: LearningStore, support_db: Optional[str] = None, since: Optiona
     start = datetime.combine(since, time(), timezone.utc) if since else None
     report = Report(now, since)
     found = conversations(store, start)
+    with store.session() as session:
+        for conversation_id, customer_id in session.execute(
+                select(ConversationCustomerRow.conversation_id, ConversationCustomerRow.customer_id)):
+            if conversation_id in found:
+                found[conversation_id].customer = customer_id
     for handoff in HandoffStore(support_db).list():
         c = found.get(handoff.conversation_id)
         if c is not None:

@@ -10,6 +10,9 @@ stopped, stores each customer turn masked, and marks the turns worth a designer'
 - `handoff_followed`: a handoff came within HANDOFF_WINDOW customer turns;
 - `voted_down`: the customer voted the answer to it down in the widget.
 
+It also keeps each conversation's verified customer (the `customer_id` slot), for the
+report's first-contact resolution (analytics.py).
+
 Each batch is one transaction with the cursor, and a turn is unique per (conversation,
 message id): a crash or a redelivery writes nothing twice.
 
@@ -35,7 +38,7 @@ from sqlalchemy.orm import Session, declarative_base
 
 from supportbot import settings
 from supportbot.db import make_engine
-from supportbot.learning.store import LearningStore, TurnRow, add_reasons, normalise
+from supportbot.learning.store import ConversationCustomerRow, LearningStore, TurnRow, add_reasons, normalise
 from supportbot.learning.store import read_cursor as _cursor
 from supportbot.learning.store import write_cursor as _set_cursor
 from supportbot.redact import mask_card_numbers
@@ -44,6 +47,7 @@ from supportbot.store import FeedbackRow
 LOW_CONFIDENCE = 0.6
 CLOSE_CALL = 0.1
 HANDOFF_WINDOW = 2  # customer turns before a handoff that it may be blamed on
+CUSTOMER_SLOT = "customer_id"  # set only for a verified customer (domain/shared.yml)
 HANDOFF_ACTIONS = frozenset({"action_handoff"})
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 PHONE = re.compile(r"(?<![\w])\+?\d[\d ().-]{6,}\d(?![\w])")
@@ -155,6 +159,8 @@ class Collector:
                     add_reasons(turn, ["handoff_followed"])
         elif kind == "user":
             self._user_turn(session, sender_id, event)
+        elif kind == "slot" and event.get("name") == CUSTOMER_SLOT:
+            _note_customer(session, sender_id, event.get("value"))
 
     def _user_turn(self, session: Session, sender_id: str, event: Dict[str, Any]) -> None:
         text = event.get("text") or ""
@@ -205,6 +211,16 @@ class Collector:
                     add_reasons(turn, ["voted_down"])
         if votes:
             _set_cursor(session, self.votes_source, votes[-1][3].isoformat())
+
+
+def _note_customer(session: Session, conversation_id: str, customer_id: Any) -> None:
+    """The conversation's verified customer, for first-contact resolution (analytics.py); the
+    first one stays (a redelivered event, or a slot reset, changes nothing)."""
+    if not (isinstance(customer_id, str) and customer_id.strip()) or len(customer_id) > 64 or not conversation_id:
+        return
+    if session.get(ConversationCustomerRow, conversation_id) is None:
+        session.add(ConversationCustomerRow(conversation_id=conversation_id, customer_id=customer_id))
+        session.flush()
 
 
 def _event(body: bytes) -> Optional[Dict[str, Any]]:

@@ -65,6 +65,14 @@ class RoutingCorrectionRow(Base):
     at = Column(DateTime(timezone=True), nullable=False, index=True)
 
 
+class ConversationCustomerRow(Base):
+    """A conversation's verified customer (the `customer_id` slot; the first one set wins)."""
+    __tablename__ = "learning_conversation_customers"
+
+    conversation_id = Column(String(255), primary_key=True)
+    customer_id = Column(String(64), nullable=False)
+
+
 class CursorRow(Base):
     __tablename__ = "learning_cursors"
 

@@ -127,6 +127,23 @@ def test_since_counts_only_conversations_started_that_day_or_later(db_url):
     assert later.overall.conversations == 0
 
 
+def test_the_customer_the_collector_kept_judges_first_contact(db_url):
+    """Without a handoff or a rating the customer comes from the `customer_id` slot the collector
+    kept: c6 (cust-3, order_status) is not resolved, cust-3 came back on the 8th."""
+    from supportbot.learning.store import ConversationCustomerRow
+
+    store = LearningStore(db_url)
+    turns(store, "c6", "socketio", (at(2), "order_status", False, None))
+    turns(store, "c7", "socketio", (at(8), "order_status", False, None))
+    turns(store, "c8", "socketio", (at(3), "order_status", False, None))  # anonymous: not judged
+    with store.session() as session, session.begin():
+        session.add_all([ConversationCustomerRow(conversation_id="c6", customer_id="cust-3"),
+                         ConversationCustomerRow(conversation_id="c7", customer_id="cust-3")])
+    report = analytics.build(store, db_url, now=NOW)
+    assert report.customers_known == 2
+    assert (report.overall.judged, report.overall.resolved) == (2, 1)  # c6 not resolved, c7 resolved
+
+
 def test_the_report_files(db_url, tmp_path):
     report = analytics.build(known_data(db_url), db_url, now=NOW)
     path = analytics.write(report, tmp_path / "out")

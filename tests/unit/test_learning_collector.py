@@ -115,6 +115,26 @@ def test_a_vote_down_marks_the_turn_it_answered(setup):
     assert [t.reasons for t in store.turns(sender)] == [[], ["voted_down"]]
 
 
+def slot(name, value):
+    return {"event": "slot", "name": name, "value": value, "timestamp": 1764900000.0}
+
+
+def test_the_verified_customer_of_a_conversation_is_kept_once(setup):
+    broker, store, collector, _ = setup
+    from supportbot.learning.store import ConversationCustomerRow
+
+    signed_in, verified_later, anonymous = (f"c-{uuid.uuid4().hex}" for _ in range(3))
+    broker.publish(signed_in, slot("customer_id", "cust-7"), user("hi", "greet", 0.9))  # before any turn
+    broker.publish(verified_later, user("where is my order", "order_status", 0.9),
+                   slot("customer_id", "cust-8"), slot("customer_id", None), slot("customer_id", "cust-9"))
+    broker.publish(anonymous, user("hello", "greet", 0.9), slot("email", "x@example.com"),
+                   slot("customer_id", ""), slot("customer_id", "x" * 65))
+    collector.run_once()
+    with store.session() as session:
+        kept = {row.conversation_id: row.customer_id for row in session.query(ConversationCustomerRow)}
+    assert kept == {signed_in: "cust-7", verified_later: "cust-8"}  # the first stays; nothing else is one
+
+
 def test_nothing_is_written_twice(setup, tmp_path):
     broker, store, collector, _ = setup
     sender = f"c-{uuid.uuid4().hex}"
