@@ -158,6 +158,13 @@ bench-load: $(MODEL) $(BIN)/.bench-installed
 	  --run-time $(LOAD_RUN_TIME) --instances $(LOAD_INSTANCES) \
 	  $(if $(LOAD_HOST),--host $(LOAD_HOST) --tracker-db $(LOAD_TRACKER_DB) --billing-db $(LOAD_BILLING_DB),)
 
+# The production profile under a steady light load through four faults: a Rasa instance killed,
+# Postgres restarted, RabbitMQ stopped for 30 s, billing 3 s slow (docs/benchmarks.md#fault-matrix).
+# It stops and starts the machine's RabbitMQ (rabbitmqctl): not while anything else uses it.
+.PHONY: bench-faults
+bench-faults: $(MODEL)
+	nice -n 10 $(BIN)/python -m supportbot.benchmark.faults --model $(MODEL)
+
 # The per-intent fallback thresholds in config.yml, from their written costs, on cross-validated
 # predictions over data/nlu (docs/nlu-pipeline.md, "Per-intent thresholds"); retrain after it.
 calibrate: install $(PUBLIC_IMPORT)

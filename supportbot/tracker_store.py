@@ -7,7 +7,8 @@ so this store counts once and sends the broker and the table the same new events
 event broker the new events go in one transaction instead of one commit per event.
 
 The rows written, to the tracker table and to the broker, are the ones Rasa writes, in the same
-order. Use it in endpoints.yml as `tracker_store: type: supportbot.tracker_store.SQLTrackerStore`
+order; the broker gets them after the tracker table has them, not before. Use it in endpoints.yml
+as `tracker_store: type: supportbot.tracker_store.SQLTrackerStore`
 with the usual SQL options.
 """
 from __future__ import annotations
@@ -28,8 +29,6 @@ class SQLTrackerStore(RasaSQLTrackerStore):
         with self.session_scope() as session:
             stored = self._event_query(session, tracker.sender_id, fetch_events_from_all_sessions=False).count()
             new_events = list(itertools.islice(tracker.events, stored, len(tracker.events)))
-            if self.event_broker is not None:
-                self._publish(new_events, tracker.sender_id)
             for event in new_events:
                 data = event.as_dict()
                 session.add(self.SQLEvent(
@@ -37,6 +36,10 @@ class SQLTrackerStore(RasaSQLTrackerStore):
                     intent_name=data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
                     action_name=data.get("name"), data=json.dumps(data)))
             session.commit()
+        # Published once stored (Rasa publishes first): when the database is down the save fails
+        # and the broker gets nothing the tracker lacks (docs/benchmarks.md#fault-matrix).
+        if self.event_broker is not None:
+            self._publish(new_events, tracker.sender_id)
 
     def _publish(self, events: List[Event], sender_id: str) -> None:
         bodies: List[Dict[str, Any]] = [{"sender_id": sender_id, **event.as_dict()} for event in events]
