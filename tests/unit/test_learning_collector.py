@@ -131,7 +131,8 @@ def test_the_verified_customer_of_a_conversation_is_kept_once(setup):
                    slot("customer_id", ""), slot("customer_id", "x" * 65))
     collector.run_once()
     with store.session() as session:
-        kept = {row.conversation_id: row.customer_id for row in session.query(ConversationCustomerRow)}
+        kept = {row.conversation_id: row.customer_id for row in session.query(ConversationCustomerRow)
+                if row.conversation_id in (signed_in, verified_later, anonymous)}  # Postgres is shared
     assert kept == {signed_in: "cust-7", verified_later: "cust-8"}  # the first stays; nothing else is one
 
 
