@@ -53,6 +53,7 @@ from supportbot.handoff.relay import Relay
 from supportbot.identity import customer_from_metadata
 from supportbot.redact import CardFragments, install_log_masking, mask_in_structure
 from supportbot.store import FeedbackStore
+from supportbot.tracker_store import TrackerStoreUnavailable
 
 logger = logging.getLogger(__name__)
 # Rasa loads this module with credentials.yml, before it handles any message: from then on
@@ -63,6 +64,14 @@ CARD_WARNING = (
     "For your safety I removed a card number from your message and did not store it. "
     "Please never share card details in chat: to change a card, use the secure payment "
     "page in your account."
+)
+
+# When the conversation database is down (supportbot.tracker_store): the turn was not stored, so
+# the customer is asked to send it again (the fault matrix counts "try again in a few minutes" as
+# a clear answer: supportbot/benchmark/faults.py).
+STORE_UNAVAILABLE = (
+    "Sorry, I can't reach our conversation records right now, so I couldn't keep track of that "
+    "message. Please send it again in a few minutes."
 )
 
 OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
@@ -101,6 +110,22 @@ def redacting(on_new_message: OnNewMessage) -> OnNewMessage:
             if message.output_channel is not None:
                 await message.output_channel.send_text_message(message.sender_id, CARD_WARNING)
         return await on_new_message(message)
+
+    return handler
+
+
+def store_outage_told(on_new_message: OnNewMessage) -> OnNewMessage:
+    """The customer is told when the turn could not be read or stored (the tracker database stayed
+    down for the store's outage wait), after whatever the assistant had already said."""
+    async def handler(message: UserMessage) -> Any:
+        try:
+            return await on_new_message(message)
+        except TrackerStoreUnavailable as error:
+            logger.error("Turn of %s not stored: %s", message.sender_id, error)
+            metrics.ERRORS.labels("rasa", type(error).__name__).inc()
+            if message.output_channel is not None:
+                await message.output_channel.send_text_message(message.sender_id, STORE_UNAVAILABLE)
+            return None
 
     return handler
 
@@ -235,7 +260,7 @@ class RedactingRestInput(RestInput):
         self.limits = Limits.from_env()
 
     def blueprint(self, on_new_message: OnNewMessage) -> Tuple[Blueprint, Blueprint]:
-        blueprint = super().blueprint(redacting(on_new_message))
+        blueprint = super().blueprint(redacting(store_outage_told(on_new_message)))
 
         @blueprint.middleware("request")
         async def check_payload(request: Request) -> Optional[HTTPResponse]:
@@ -387,7 +412,7 @@ class RedactingSocketIOInput(SocketIOInput):
         return secret or secrets.token_urlsafe(32)
 
     def blueprint(self, on_new_message: OnNewMessage) -> Tuple[Blueprint, Blueprint]:
-        self._handle = redacting(self._answering(on_new_message))
+        self._handle = redacting(self._answering(store_outage_told(on_new_message)))
         blueprint = super().blueprint(self._handle)
         self._secure(self.sio)
         if self.client_manager_url:
@@ -510,7 +535,10 @@ class RedactingSocketIOInput(SocketIOInput):
         the first copy is being answered the retry is dropped (above); once answered, the stored
         answer is sent again instead of a second turn."""
         agent = getattr(self.app.ctx, "agent", None) if self.app else None
-        tracker = await agent.tracker_store.retrieve(sender) if agent and agent.tracker_store else None
+        try:
+            tracker = await agent.tracker_store.retrieve(sender) if agent and agent.tracker_store else None
+        except TrackerStoreUnavailable:  # the turn itself will tell the customer
+            return False
         answers = answers_to(list(tracker.events) if tracker else [], message_id)
         if answers is None:
             return False
@@ -572,7 +600,10 @@ class RedactingSocketIOInput(SocketIOInput):
         """paused: a person has taken over; ended: the customer said goodbye (time to ask
         for a rating)."""
         agent = getattr(self.app.ctx, "agent", None) if self.app else None
-        tracker = await agent.tracker_store.retrieve(sender_id) if agent and agent.tracker_store else None
+        try:
+            tracker = await agent.tracker_store.retrieve(sender_id) if agent and agent.tracker_store else None
+        except TrackerStoreUnavailable:  # the customer was told (store_outage_told)
+            tracker = None
         if tracker is None:
             return {"paused": False, "ended": False}
         intent = (tracker.latest_message.intent or {}).get("name") or "" if tracker.latest_message else ""

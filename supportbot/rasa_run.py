@@ -6,7 +6,9 @@
 - a 1 MB cap on any request body (Sanic's default is 100 MB), SANIC_REQUEST_MAX_SIZE to change;
 - card numbers masked in every log line (supportbot.redact.install_log_masking);
 - with SUPPORTBOT_LOG_FORMAT=json, JSON log lines (supportbot.logs) instead of Rasa's colored
-  console ones. The channels (supportbot.channels) add `/metrics` to the server.
+  console ones. The channels (supportbot.channels) add `/metrics` to the server;
+- a tracker database outage reaches the channels, which tell the customer, instead of Rasa's
+  silent in-memory stand-in (supportbot.tracker_store.install_outage_handling).
 """
 from __future__ import annotations
 
@@ -49,6 +51,9 @@ def main() -> None:
         rasa.utils.io.configure_colored_logging = _log_level_only
     from rasa.__main__ import main as rasa_main
 
+    from supportbot.tracker_store import install_outage_handling
+
+    install_outage_handling()
     rasa_main()
 
 

@@ -49,7 +49,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, declarative_base
 
 from supportbot import settings
-from supportbot.channels import OnNewMessage, redacting
+from supportbot.channels import OnNewMessage, redacting, store_outage_told
 from supportbot.handoff.slack_agents import SlackAgents, SlackApi
 from supportbot.store import make_engine
 
@@ -235,7 +235,7 @@ class SlackInput(RasaSlackInput):
         return SlackBot(self.slack_token, channel, thread_id, self.proxy, self.api_url)
 
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
-        handle = redacting(on_new_message)
+        handle = redacting(store_outage_told(on_new_message))
         slack_webhook = Blueprint("slack_webhook", __name__)
 
         @slack_webhook.listener("after_server_start")

@@ -47,7 +47,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set
 
 from supportbot.benchmark.load import checker
 from supportbot.benchmark.report import publish
@@ -286,22 +286,26 @@ class Driver:
         return Turn(conversation.sender, "socket.io", started, time.monotonic(), outcome, detail), texts
 
 
-class DelayProxy:
-    """A TCP proxy on loopback that holds every chunk a client sends for `delay` seconds before
-    passing it on (one HTTP request is one chunk here), in a thread of its own."""
+class FaultProxy:
+    """A TCP proxy on loopback, in a thread of its own, that can hold every chunk a client sends
+    for `delay` seconds before passing it on (one HTTP request is one chunk here), or be `cut()`:
+    its connections are dropped and new ones closed at once, as a server that went away, until
+    `restore()`."""
 
     def __init__(self, upstream_port: int) -> None:
         from supportbot.processes import free_port
 
         self.upstream_port, self.port, self.delay = upstream_port, free_port(), 0.0
+        self.down = False
+        self._writers: Set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self) -> DelayProxy:
+    def __enter__(self) -> FaultProxy:
         self._thread.start()
         if not self._ready.wait(10):
-            raise RuntimeError("the delaying proxy did not start")
+            raise RuntimeError("the fault proxy did not start")
         return self
 
     def __exit__(self, *_) -> None:
@@ -309,6 +313,17 @@ class DelayProxy:
             asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+    def cut(self) -> None:
+        self.down = True
+        asyncio.run_coroutine_threadsafe(self._drop_all(), self._loop).result(5)
+
+    def restore(self) -> None:
+        self.down = False
+
+    async def _drop_all(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
 
     async def _shutdown(self) -> None:
         self._server.close()
@@ -324,12 +339,19 @@ class DelayProxy:
         self._loop.run_forever()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
             writer.close()
             return
-        await asyncio.gather(self._pipe(reader, up_writer, delayed=True), self._pipe(up_reader, writer))
+        self._writers |= {writer, up_writer}
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer, delayed=True), self._pipe(up_reader, writer))
+        finally:
+            self._writers -= {writer, up_writer}
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     delayed: bool = False) -> None:
@@ -484,7 +506,7 @@ def distinct_ports(base, free_port) -> Dict[str, int]:
 class Stack:
     public: str
     rasa: List  # processes.ServerProcess of each Rasa instance
-    proxy: DelayProxy
+    proxy: FaultProxy
     postgres: PrivatePostgres
     tracker_db: str
     billing_db: str
@@ -495,7 +517,7 @@ class Stack:
 @contextlib.contextmanager
 def production_stack(tmp: Path, model: Path, root: Path, rabbitmq_url: str, redis_url: str) -> Iterator[Stack]:
     """The production profile (supportbot/profile.py) on free ports, a private Postgres cluster and
-    its own queue; the action servers reach billing through a DelayProxy."""
+    its own queue; the action servers reach billing through a FaultProxy."""
     from supportbot import local_secrets, processes, profile, settings
     from supportbot.admin import accounts as admin_accounts
 
@@ -511,7 +533,7 @@ def production_stack(tmp: Path, model: Path, root: Path, rabbitmq_url: str, redi
         servers = [s for s in profile.servers(chosen, model, root, secrets, admin_accounts.local_defaults()[0])
                    if s.name not in ("demo store", "admin app", "learning collector")]
         delete_queue(rabbitmq_url, QUEUE)  # what an earlier run left
-        with DelayProxy(ports["billing"]) as proxy:
+        with FaultProxy(ports["billing"]) as proxy:
             for server in servers:
                 if server.name == "action server":
                     server.env["BILLING_URL"] = f"http://127.0.0.1:{proxy.port}"

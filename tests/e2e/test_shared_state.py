@@ -7,7 +7,13 @@ service and the two Rasa servers.
 - Two messages of one conversation sent to the two instances at the same moment are both
   answered, one turn after the other, none lost.
 - An agent's message whose relay call reaches instance A is in the chat of the customer whose
-  socket is on instance B, and is counted delivered only while that socket is connected."""
+  socket is on instance B, and is counted delivered only while that socket is connected.
+- The tracker database going away (the instances reach Postgres through a proxy the tests cut,
+  supportbot.benchmark.faults.FaultProxy; the machine's PostgreSQL is never stopped): an outage
+  shorter than the store's wait only slows the turns it meets, a longer one gets a clear message
+  on REST and socket.io, and the conversation goes on with its context once the database is back
+  (supportbot.tracker_store). A short load through such an outage, checked like the load test,
+  loses no turn."""
 from __future__ import annotations
 
 import threading
@@ -26,6 +32,9 @@ from postgres_url import POSTGRES_URL
 from test_live_handoff import Chat
 
 from supportbot import processes
+from supportbot.benchmark import faults
+from supportbot.benchmark.load import checker
+from supportbot.channels import STORE_UNAVAILABLE
 from supportbot.handoff.claims import Claims
 from supportbot.handoff.client import RasaRelay
 from supportbot.handoff.desk import Desk
@@ -35,9 +44,15 @@ from supportbot.store import HandoffStore
 pytestmark = pytest.mark.slow
 
 
+TRACKER_DB = "supportbot_tracker_test"
+OUTAGE_WAIT = 4  # seconds the tracker store waits for the database before telling the customer
+
+
 class Instances:
-    def __init__(self, urls: List[str], store_db_url: str, redis_url: str) -> None:
+    def __init__(self, urls: List[str], store_db_url: str, redis_url: str, database: faults.FaultProxy,
+                 billing_db_url: str) -> None:
         self.urls, self.store_db_url, self.redis_url = urls, store_db_url, redis_url
+        self.database, self.billing_db_url = database, billing_db_url
 
     def say(self, instance: int, sender: str, text: str) -> List[Dict[str, Any]]:
         response = requests.post(f"{self.urls[instance]}/webhooks/rest/webhook",
@@ -55,7 +70,7 @@ class Instances:
         return Desk(Claims(HandoffStore(self.store_db_url)), RasaRelay(self.urls[instance], API_TOKEN))
 
 
-def _endpoints(tmp: Path, actions_port: int, redis_url: str) -> Path:
+def _endpoints(tmp: Path, actions_port: int, redis_url: str, database_port: int) -> Path:
     postgres = urlsplit(POSTGRES_URL)
     path = tmp / "endpoints.yml"
     path.write_text(yaml.safe_dump({
@@ -63,9 +78,10 @@ def _endpoints(tmp: Path, actions_port: int, redis_url: str) -> Path:
         # Its own database, made by Rasa (login_db), so Rasa's `events` table meets no other.
         "tracker_store": {"type": "supportbot.tracker_store.SQLTrackerStore", "dialect": "postgresql",
                           "url": postgres.hostname,
-                          "port": postgres.port or 5432, "username": postgres.username or "postgres",
-                          "password": postgres.password or "", "db": "supportbot_tracker_test",
-                          "login_db": postgres.path.strip("/") or "postgres"},
+                          "port": database_port, "username": postgres.username or "postgres",
+                          "password": postgres.password or "", "db": TRACKER_DB,
+                          "login_db": postgres.path.strip("/") or "postgres",
+                          "outage_wait_seconds": OUTAGE_WAIT},
         "lock_store": {"type": "supportbot.lock_store.AtomicRedisLockStore", "url": redis_url,
                        "key_prefix": "sharedtest"},
     }))
@@ -95,18 +111,21 @@ def instances(tmp_path_factory: pytest.TempPathFactory, repo: Path, model: Path,
         "ACTION_SERVER_TOKEN": ACTION_SERVER_TOKEN, "BILLING_API_KEY": BILLING_API_KEY,
         "BILLING_API_KEYS": f"assistant:assistant:{BILLING_API_KEY}",
     }
-    endpoints, credentials = _endpoints(tmp, actions_port, redis_url), _credentials(tmp, repo, redis_url)
+    database = faults.FaultProxy(urlsplit(POSTGRES_URL).port or 5432)
+    endpoints = _endpoints(tmp, actions_port, redis_url, database.port)
+    credentials = _credentials(tmp, repo, redis_url)
     rasas = [processes.rasa_server(port, model, endpoints, credentials, tmp / name, API_TOKEN, env, repo)
              for port, name in zip(rasa_ports, ("a", "b"))]
-    backends = [processes.billing_server(billing_port, f"sqlite:///{tmp / 'billing.db'}", tmp, env, reset=True),
+    billing_db_url = f"sqlite:///{tmp / 'billing.db'}"
+    backends = [processes.billing_server(billing_port, billing_db_url, tmp, env, reset=True),
                 processes.action_server(actions_port, tmp, env, repo)]
-    with processes.running(backends):
+    with database, processes.running(backends):
         try:
             for rasa in rasas:  # both load the model at once
                 rasa.start()
             for rasa in rasas:
                 rasa.wait_healthy(240)
-            yield Instances([rasa.url for rasa in rasas], store_db_url, redis_url)
+            yield Instances([rasa.url for rasa in rasas], store_db_url, redis_url, database, billing_db_url)
         finally:
             for rasa in rasas:
                 rasa.stop()
@@ -177,3 +196,80 @@ def test_an_agents_message_sent_through_instance_a_reaches_the_socket_on_instanc
     _wait_until_gone(instances.redis_url, session_id)
     later = desk.say(record.reference, "Dana", "Are you still there?", key="m2")
     assert not later.delivered  # nobody connected anywhere: it waits for the customer's return
+
+
+def _tracker(instances: Instances, sender: str) -> Dict[str, Any]:
+    response = requests.get(f"{instances.urls[0]}/conversations/{sender}/tracker",
+                            params={"token": API_TOKEN}, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def _texts(answer: List[Dict[str, Any]]) -> List[str]:
+    return [message.get("text") for message in answer]
+
+
+REFUND = "I'd like a refund for order 4817264"  # Alice's delivered lamp: the form asks for her email
+
+
+def test_a_database_outage_shorter_than_the_wait_only_slows_the_turn(instances):
+    sender = f"outage-{uuid.uuid4().hex[:12]}"
+    instances.say(0, sender, REFUND)
+    answers: List[Any] = []
+    instances.database.cut()
+    try:
+        turn = threading.Thread(target=lambda: answers.append(instances.say(1, sender, "alice@example.com")))
+        turn.start()
+        time.sleep(OUTAGE_WAIT / 2)
+    finally:
+        instances.database.restore()
+    turn.join(60)
+    [answer] = answers
+    assert STORE_UNAVAILABLE not in _texts(answer)
+    slots = _tracker(instances, sender)["slots"]  # the email verified the refund the first turn asked
+    assert slots["customer_verified"] is True and slots["requested_slot"] == "refund_amount", slots
+    assert [turn[0] for turn in turns(instances.events(sender))] == [f"user:{REFUND}", "user:alice@example.com"]
+
+
+def test_a_longer_database_outage_is_told_and_the_conversation_resumes_after_it(instances):
+    chat, rest_sender = Chat(instances.urls[1]), f"outage-{uuid.uuid4().hex[:12]}"
+    try:
+        session_id = chat.session()["session_id"]
+        chat.turn(session_id, REFUND)
+        instances.database.cut()
+        try:
+            said, done = chat.turn(session_id, "alice@example.com")  # socket.io, on instance B
+            assert said == STORE_UNAVAILABLE and done["paused"] is False
+            assert _texts(instances.say(0, rest_sender, "hello")) == [STORE_UNAVAILABLE]  # REST, on A
+        finally:
+            instances.database.restore()
+        said, _ = chat.turn(session_id, "alice@example.com")  # sent again, as the customer was asked
+        assert STORE_UNAVAILABLE not in said
+    finally:
+        chat.leave()
+    slots = _tracker(instances, session_id)["slots"]  # the conversation went on where it was
+    assert slots["customer_verified"] is True and slots["requested_slot"] == "refund_amount", slots
+    assert [turn[0] for turn in turns(instances.events(session_id))] == [
+        f"user:{REFUND}", "user:alice@example.com"]  # the turn told to come again was not stored
+    assert turns(instances.events(rest_sender)) == []  # nor this one
+
+
+def test_a_short_load_through_a_database_outage_loses_no_turn(instances):
+    """The load test's conversations (order status, refund, FAQ) over REST and socket.io, with the
+    database cut for less than the store's wait in the middle, then the load test's checker."""
+    refunds_before = checker.last_refund_number(instances.billing_db_url)
+    driver = faults.Driver(instances.urls[0], workers=6, turn_timeout=30, seed=7).start()
+    try:
+        time.sleep(12)
+        instances.database.cut()
+        time.sleep(OUTAGE_WAIT / 2)
+        instances.database.restore()
+        time.sleep(15)
+    finally:
+        driver.stop()
+    postgres = urlsplit(POSTGRES_URL)
+    tracker_db_url = postgres._replace(path=f"/{TRACKER_DB}").geturl()
+    assert len(driver.conversations) >= 20 and len(driver.turns) >= 60
+    not_answered = [turn for turn in driver.turns if turn.outcome != faults.ANSWERED]
+    assert not_answered == []
+    assert checker.check(driver.conversations, tracker_db_url, instances.billing_db_url, refunds_before) == []

@@ -15,7 +15,7 @@ from supportbot.benchmark.faults import (
     HTTP_ERROR,
     NO_REPLY,
     TIMEOUT,
-    DelayProxy,
+    FaultProxy,
     Turn,
     answered_rate,
     broker_comparison,
@@ -137,10 +137,26 @@ def round_trip(port: int) -> float:
 
 def test_the_proxy_passes_traffic_and_delays_it_only_while_asked():
     server = echo_server()
-    with server, DelayProxy(server.getsockname()[1]) as proxy:
+    with server, FaultProxy(server.getsockname()[1]) as proxy:
         assert round_trip(proxy.port) < 0.2
         proxy.delay = 0.3
         assert 0.3 <= round_trip(proxy.port) < 1.0
+
+
+def test_a_cut_proxy_drops_its_connections_and_refuses_new_ones_until_restored():
+    server = echo_server()
+    with server, FaultProxy(server.getsockname()[1]) as proxy:
+        held = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        held.sendall(b"ping")
+        assert held.recv(1024) == b"ping"
+        proxy.cut()
+        assert held.recv(1024) == b""  # dropped
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as refused:
+            refused.sendall(b"ping")
+            assert refused.recv(1024) == b""  # closed at once
+        proxy.restore()
+        assert round_trip(proxy.port) < 0.2
+        held.close()
 
 
 def test_the_report_has_one_row_per_fault_and_says_what_was_not_measured():
