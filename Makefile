@@ -144,8 +144,9 @@ bench-turn: $(MODEL)
 	nice -n 10 $(BIN)/python -m supportbot.benchmark.turn_cost --model $(MODEL)
 
 # The bounded Locust load test, then a check of every conversation and refund in the stores
-# (docs/benchmarks.md#load-test). Alone it starts one stack; for the production profile pass
-# LOAD_HOST (its nginx), LOAD_TRACKER_DB and LOAD_BILLING_DB (SQLAlchemy URLs), LOAD_INSTANCES=2.
+# (docs/benchmarks.md#load-test); its report goes to docs/reports/load/<time>/. Alone it starts
+# one stack; for the production profile pass LOAD_HOST (its nginx), LOAD_TRACKER_DB and
+# LOAD_BILLING_DB (SQLAlchemy URLs), LOAD_INSTANCES=2.
 LOAD_USERS ?= 16
 LOAD_RUN_TIME ?= 60s
 LOAD_INSTANCES ?= 1
@@ -155,15 +156,16 @@ $(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml constraints.txt
 
 bench-load: $(MODEL) $(BIN)/.bench-installed
 	nice -n 10 $(BIN)/python -m supportbot.benchmark.load --model $(MODEL) --users $(LOAD_USERS) \
-	  --run-time $(LOAD_RUN_TIME) --instances $(LOAD_INSTANCES) \
+	  --run-time $(LOAD_RUN_TIME) --instances $(LOAD_INSTANCES) --out docs/reports/load \
 	  $(if $(LOAD_HOST),--host $(LOAD_HOST) --tracker-db $(LOAD_TRACKER_DB) --billing-db $(LOAD_BILLING_DB),)
 
 # The production profile under a steady light load through four faults: a Rasa instance killed,
-# Postgres restarted, RabbitMQ stopped for 30 s, billing 3 s slow (docs/benchmarks.md#fault-matrix).
+# Postgres restarted, RabbitMQ stopped for 30 s, billing 3 s slow (docs/benchmarks.md#fault-matrix);
+# its report goes to docs/reports/faults/<time>/.
 # It stops and starts the machine's RabbitMQ (rabbitmqctl): not while anything else uses it.
 .PHONY: bench-faults
 bench-faults: $(MODEL)
-	nice -n 10 $(BIN)/python -m supportbot.benchmark.faults --model $(MODEL)
+	nice -n 10 $(BIN)/python -m supportbot.benchmark.faults --model $(MODEL) --out docs/reports/faults
 
 # The per-intent fallback thresholds in config.yml, from their written costs, on cross-validated
 # predictions over data/nlu (docs/nlu-pipeline.md, "Per-intent thresholds"); retrain after it.
