@@ -145,18 +145,20 @@ bench-turn: $(MODEL)
 
 # The bounded Locust load test, then a check of every conversation and refund in the stores
 # (docs/benchmarks.md#load-test); its report goes to docs/reports/load/<time>/. Alone it starts
-# one stack; for the production profile pass LOAD_HOST (its nginx), LOAD_TRACKER_DB and
-# LOAD_BILLING_DB (SQLAlchemy URLs), LOAD_INSTANCES=2.
+# the embedded one-instance stack; LOAD_PRODUCTION=1 starts the production profile with
+# LOAD_INSTANCES Rasa instances instead (1 and 2 compare on the same stores); a running one is
+# driven with LOAD_HOST (its nginx), LOAD_TRACKER_DB and LOAD_BILLING_DB (SQLAlchemy URLs).
 LOAD_USERS ?= 16
 LOAD_RUN_TIME ?= 60s
 LOAD_INSTANCES ?= 1
+LOAD_PRODUCTION ?=
 $(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
 	touch $@
 
 bench-load: $(MODEL) $(BIN)/.bench-installed
 	nice -n 10 $(BIN)/python -m supportbot.benchmark.load --model $(MODEL) --users $(LOAD_USERS) \
-	  --run-time $(LOAD_RUN_TIME) --instances $(LOAD_INSTANCES) --out docs/reports/load \
+	  --run-time $(LOAD_RUN_TIME) --instances $(LOAD_INSTANCES) --out docs/reports/load $(if $(LOAD_PRODUCTION),--production,) \
 	  $(if $(LOAD_HOST),--host $(LOAD_HOST) --tracker-db $(LOAD_TRACKER_DB) --billing-db $(LOAD_BILLING_DB),)
 
 # The production profile under a steady light load through four faults: a Rasa instance killed,

@@ -515,9 +515,11 @@ class Stack:
 
 
 @contextlib.contextmanager
-def production_stack(tmp: Path, model: Path, root: Path, rabbitmq_url: str, redis_url: str) -> Iterator[Stack]:
+def production_stack(tmp: Path, model: Path, root: Path, rabbitmq_url: str, redis_url: str,
+                     instances: Optional[int] = None) -> Iterator[Stack]:
     """The production profile (supportbot/profile.py) on free ports, a private Postgres cluster and
-    its own queue; the action servers reach billing through a FaultProxy."""
+    its own queue; the action servers reach billing through a FaultProxy. `instances`: Rasa
+    instances and action servers (default: the profile's)."""
     from supportbot import local_secrets, processes, profile, settings
     from supportbot.admin import accounts as admin_accounts
 
@@ -526,6 +528,8 @@ def production_stack(tmp: Path, model: Path, root: Path, rabbitmq_url: str, redi
         os.environ.update(SUPPORTBOT_POSTGRES_URL=postgres.url, SUPPORTBOT_REDIS_URL=redis_url,
                           SUPPORTBOT_RABBITMQ_URL=rabbitmq_url)
         base = profile.load("production", root)
+        if instances:
+            base = dataclasses.replace(base, rasa_instances=instances, action_servers=instances)
         ports = distinct_ports(base, processes.free_port)
         chosen = dataclasses.replace(base, name="faults", ports=ports, rabbitmq_queue=QUEUE)
         secrets = local_secrets.load(create=True)

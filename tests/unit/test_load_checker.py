@@ -51,3 +51,16 @@ def test_refunds_exactly_once_per_confirmation():
     assert refund_problems(["R-000007"], []) == ["refund R-000007 confirmed but not written"]
     assert refund_problems([], ["R-000009"]) == ["refund R-000009 written but never confirmed"]
     assert refund_problems(["R-000007", "R-000007"], ["R-000007"]) == ["refund R-000007 confirmed 2 times"]
+
+
+def test_load_options_that_cannot_work_are_named():
+    from supportbot.benchmark.load.__main__ import parser, problems_in
+
+    def problems(*argv):
+        return problems_in(parser().parse_args(["--model", __file__, *argv]))
+
+    assert problems() == [] and problems("--production", "--instances", "2") == []
+    assert problems("--instances", "2") == ["several --instances need --production (or --host)"]
+    assert problems("--instances", "0") == ["--instances must be at least 1"]
+    assert "--production starts its own stack: not with --host" in problems(
+        "--production", "--host", "http://127.0.0.1:8005", "--tracker-db", "x", "--billing-db", "y")

@@ -1,7 +1,10 @@
 """`python -m supportbot.benchmark.load`: the bounded load test (docs/benchmarks.md#load-test).
 
 Without --host it starts one stack on loopback (billing service, action server, one Rasa: the
-embedded profile's SQLite tracker store and event broker, endpoints as endpoints.yml); with
+embedded profile's SQLite tracker store and event broker, endpoints as endpoints.yml), or with
+--production the production profile with --instances Rasa instances and as many action servers
+behind nginx, on a private Postgres cluster, the machine's Redis and RabbitMQ (the fault matrix's
+stack, supportbot/benchmark/faults.py), so 1 and 2 instances compare on the same stores; with
 --host it drives a running assistant, e.g. the production profile's nginx in front of two Rasa
 instances, and then needs --tracker-db and --billing-db to check it. Locust runs headless with a
 fixed user count and run time, so it stops by itself; then every conversation the users held is
@@ -33,8 +36,10 @@ def parser() -> argparse.ArgumentParser:
                    "profile's nginx; default: start one stack here")
     p.add_argument("--tracker-db", help="with --host: its tracker store's SQLAlchemy URL (Postgres)")
     p.add_argument("--billing-db", help="with --host: its billing database's SQLAlchemy URL")
-    p.add_argument("--instances", type=int, default=1, help="Rasa instances behind --host, for the report "
-                   "(default: %(default)s)")
+    p.add_argument("--instances", type=int, default=1, help="Rasa instances: behind --host (for the report) "
+                   "or to start with --production (default: %(default)s)")
+    p.add_argument("--production", action="store_true", help="without --host: start the production profile "
+                   "with --instances Rasa instances instead of the embedded one-instance stack")
     p.add_argument("--model", type=Path, default=Path("models/supportbot.tar.gz"), help="(default: %(default)s)")
     p.add_argument("--users", type=int, default=16, help="simulated customers (default: %(default)s)")
     p.add_argument("--spawn-rate", type=float, default=4, help="users started per second (default: %(default)s)")
@@ -55,6 +60,12 @@ def problems_in(args: argparse.Namespace) -> List[str]:
             problems.append("--host needs --tracker-db and --billing-db to check the run")
     elif not args.model.is_file():
         problems.append(f"--model {args.model}: no such file (make train)")
+    if args.host and args.production:
+        problems.append("--production starts its own stack: not with --host")
+    if args.instances < 1:
+        problems.append("--instances must be at least 1")
+    elif args.instances > 1 and not (args.host or args.production):
+        problems.append("several --instances need --production (or --host)")
     if args.users < 1 or args.spawn_rate <= 0:
         problems.append("--users must be at least 1 and --spawn-rate above 0")
     return problems
@@ -125,7 +136,18 @@ def main(argv: Optional[List[str]] = None) -> int:
               "command": "python -m supportbot.benchmark.load " + shlex.join(argv)}
     with ExitStack() as stack:
         host, tracker_db, billing_db = args.host, args.tracker_db, args.billing_db
-        if not host:
+        if not host and args.production:
+            from supportbot import settings
+            from supportbot.benchmark.faults import production_stack
+
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="load-")))
+            print(f"starting the production profile with {args.instances} Rasa instance(s)", file=sys.stderr)
+            served = stack.enter_context(production_stack(
+                tmp, args.model.resolve(), Path.cwd(), settings.get("SUPPORTBOT_RABBITMQ_URL"),
+                settings.get("SUPPORTBOT_REDIS_URL"), instances=args.instances))
+            host, tracker_db, billing_db = served.public, served.tracker_db, served.billing_db
+            result["stores"] = "production profile: Postgres (private cluster), Redis lock, RabbitMQ, nginx"
+        elif not host:
             from supportbot.benchmark.turn_cost import VARIANTS, running_stack
 
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="load-")))
