@@ -98,7 +98,8 @@ def by_channel(stats: Dict[str, Dict[str, str]]) -> Dict[str, Dict]:
 def to_markdown(result: Dict) -> str:
     s = result["summary"]
     lines = [f"# Load test ({result['started']})", "", f"Command: `{result['command']}`  ",
-             f"{result['users']} users for {result['run_time']}, {result['instances']} Rasa instance(s); "
+             f"{result['users']} users for {result['run_time']}, {result['instances']} Rasa instance(s) "
+             f"({result.get('stores', 'the stack given or the embedded one')}); "
              f"{result['conversations']} conversations held.", "",
              "| turns | failed | turns/s | p50 ms | p95 ms | p99 ms |", "|---:|---:|---:|---:|---:|---:|",
              f"| {s['turns']} | {s['failures']} | {s['turns_per_second']:.1f} | {s['p50_ms']:.0f} | "
@@ -156,6 +157,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                        probe=False))
             host, tracker_db, billing_db = served.rasa_url, f"sqlite:///{tmp / 'tracker.db'}", \
                 f"sqlite:///{tmp / 'billing.db'}"
+            result["stores"] = "embedded profile: SQLite tracker store and event broker"
         refunds_before = checker.last_refund_number(billing_db)
         command = [str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE), "--headless",
                    "--host", host, "--users", str(args.users), "--spawn-rate", str(args.spawn_rate),
