@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 MODEL := models/supportbot.tar.gz
 # No telemetry or error reports leave the machine.
 export RASA_TELEMETRY_ENABLED := false
+# Rasa's training cache is `.rasa/cache` under the *working* directory (rasa/engine/caching.py):
+# pinned to this folder's, so that a retrain elsewhere (the learning-loop test's copy of the
+# project) restores the dialogue policies `make train` trained when only NLU data changed (#17).
+export RASA_CACHE_DIRECTORY ?= $(CURDIR)/.rasa/cache
 DOMAIN := $(shell find domain -name '*.yml')
 FORM_RULES := data/rules/form_interruptions.yml
 # Everything a trained model depends on: retrain only when one of these changed.

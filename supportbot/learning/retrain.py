@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,7 @@ class Verdict:
     reasons: List[str] = field(default_factory=list)
     report: Optional[Path] = None
     swaps: Dict[str, str] = field(default_factory=dict)  # server → "4.2 s" its model load took, or the error
-    notes: List[str] = field(default_factory=list)  # what was not checked, and why
+    notes: List[str] = field(default_factory=list)  # what was not checked, and why; what was reused
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,15 @@ def train(paths: Paths, out: Path) -> Path:
     if result.returncode != 0 or not model.exists():
         raise RuntimeError(f"training failed (exit {result.returncode}); log: {log}")
     return model
+
+
+def restored_components(log: Path) -> List[str]:
+    """The components `rasa train` restored from its training cache rather than trained, from its
+    log. After an NLU-only change these are the dialogue policies (their inputs are the stories, the
+    domain and the config), provided the retrain sees the cache of the training that made them:
+    RASA_CACHE_DIRECTORY, else `.rasa/cache` under the working directory (the Makefile pins it)."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return re.findall(r"Restored component '([^']+)' from cache", text)
 
 
 def _intents(path: Path) -> int:
@@ -186,6 +196,8 @@ def retrain(store: LearningStore, paths: Paths = DEFAULT_PATHS, rasa_urls: Seque
     except RuntimeError as error:
         verdict.reasons.append(str(error))
         return verdict
+    restored = restored_components(work / "candidate" / "rasa-train.log")
+    verdict.notes.append(f"restored from Rasa's training cache, not retrained: {', '.join(restored) or 'nothing'}")
     sets = [("tests/nlu", paths.test_nlu)]
     held_out = _intents(paths.heldout)
     if held_out >= 2:
