@@ -66,13 +66,15 @@ class SQLTrackerStore(RasaSQLTrackerStore):
             try:
                 result = await call()
             except UNREACHABLE as error:
-                if time.monotonic() + pause > deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     self._given_up = True
                     raise TrackerStoreUnavailable(
                         f"{what}: the tracker database has not answered for {self.outage_wait:g} s "
                         f"({type(error.orig or error).__name__})") from error
-                logger.warning("Tracker database unreachable (%s); trying again in %.1f s", what, pause)
-                await asyncio.sleep(pause)
+                logger.warning("Tracker database unreachable (%s); trying again in %.1f s", what,
+                               min(pause, remaining))
+                await asyncio.sleep(min(pause, remaining))  # the last try is at the deadline
                 pause = min(pause * 2, LONGEST_PAUSE)
                 continue
             if self._given_up:

@@ -64,3 +64,49 @@ def test_same_rows_as_rasas_store(tmp_path: Path) -> None:
     assert len(expected) == 1 + 3 * 5 + 3 + 5
     assert rows(tmp_path / "ours" / "tracker.db", events) == expected
     assert rows(tmp_path / "ours" / "events.db", broker) == rows(tmp_path / "rasa" / "events.db", broker)
+
+
+def test_an_outage_is_waited_out_then_reported_and_never_hidden_in_memory(tmp_path: Path) -> None:
+    """The database goes away for real: its folder is moved, so SQLite cannot open the file."""
+    import time
+
+    import pytest
+
+    from supportbot.tracker_store import FailSafeTrackerStore, TrackerStoreUnavailable
+
+    folder, away = tmp_path / "db", tmp_path / "db-away"
+    folder.mkdir()
+
+    async def scenario() -> None:
+        store = SQLTrackerStore(DOMAIN, dialect="sqlite", db=str(folder / "tracker.db"), outage_wait_seconds=5)
+        tracker = store.init_tracker("alice")
+        for event in turn("one", 1000.0):
+            tracker.update(event)
+        await store.save(tracker)
+        wrapped = FailSafeTrackerStore(store)
+
+        # Back within the wait: the read waits for it and returns the whole conversation.
+        folder.rename(away)
+        asyncio.get_running_loop().call_later(0.5, away.rename, folder)
+        kinds = [e.type_name for e in tracker.events]
+        assert [e.type_name for e in (await wrapped.retrieve("alice")).events] == kinds
+
+        # Longer than the wait: an error, not Rasa's empty in-memory conversation.
+        store.outage_wait = 0.5
+        folder.rename(away)
+        started = time.monotonic()
+        with pytest.raises(TrackerStoreUnavailable):
+            await wrapped.retrieve("alice")
+        assert time.monotonic() - started >= 0.4  # it waited
+        tracker.update(UserUttered("two", {"name": "greet", "confidence": 1.0}, timestamp=1001.0))
+        with pytest.raises(TrackerStoreUnavailable):
+            await wrapped.save(tracker)  # during the same outage: one try, no second wait
+        assert await wrapped.fallback_tracker_store.retrieve("alice") is None  # nothing kept in memory
+
+        away.rename(folder)
+        await wrapped.save(tracker)  # the database is back: the save goes through, once
+        await wrapped.save(tracker)
+        stored = await store.retrieve("alice")
+        assert [e.type_name for e in stored.events] == [e.type_name for e in tracker.events] != kinds
+
+    asyncio.run(scenario())
