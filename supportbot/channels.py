@@ -22,8 +22,9 @@ handoff relay (supportbot/handoff/relay.py, docs/handoff.md): agents' messages i
 delivered again when the customer's widget rejoins.
 
 Every channel also counts and times its turns and serves the Rasa server's `/metrics`
-(supportbot.metrics, docs/observability.md), and names the conversation in the log lines of
-its turns (supportbot.logs).
+(supportbot.metrics, docs/observability.md), names the conversation in the log lines of its
+turns (supportbot.logs), and tells the customer to send a message again when the conversation
+database stayed down for the tracker store's wait (`store_outage_told`, docs/deploy.md).
 """
 from __future__ import annotations
 
