@@ -60,11 +60,14 @@ class Instances:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def events(self, sender: str, instance: int = 0) -> List[Dict[str, Any]]:
+    def tracker(self, sender: str, instance: int = 0) -> Dict[str, Any]:
         response = requests.get(f"{self.urls[instance]}/conversations/{sender}/tracker",
                                 params={"token": API_TOKEN}, timeout=30)
         response.raise_for_status()
-        return response.json()["events"]
+        return response.json()
+
+    def events(self, sender: str, instance: int = 0) -> List[Dict[str, Any]]:
+        return self.tracker(sender, instance)["events"]
 
     def desk(self, instance: int) -> Desk:
         return Desk(Claims(HandoffStore(self.store_db_url)), RasaRelay(self.urls[instance], API_TOKEN))
@@ -198,13 +201,6 @@ def test_an_agents_message_sent_through_instance_a_reaches_the_socket_on_instanc
     assert not later.delivered  # nobody connected anywhere: it waits for the customer's return
 
 
-def _tracker(instances: Instances, sender: str) -> Dict[str, Any]:
-    response = requests.get(f"{instances.urls[0]}/conversations/{sender}/tracker",
-                            params={"token": API_TOKEN}, timeout=30)
-    response.raise_for_status()
-    return response.json()
-
-
 def _texts(answer: List[Dict[str, Any]]) -> List[str]:
     return [message.get("text") for message in answer]
 
@@ -226,7 +222,7 @@ def test_a_database_outage_shorter_than_the_wait_only_slows_the_turn(instances):
     turn.join(60)
     [answer] = answers
     assert STORE_UNAVAILABLE not in _texts(answer)
-    slots = _tracker(instances, sender)["slots"]  # the email verified the refund the first turn asked
+    slots = instances.tracker(sender)["slots"]  # the email verified the refund the first turn asked
     assert slots["customer_verified"] is True and slots["requested_slot"] == "refund_amount", slots
     assert [turn[0] for turn in turns(instances.events(sender))] == [f"user:{REFUND}", "user:alice@example.com"]
 
@@ -247,7 +243,7 @@ def test_a_longer_database_outage_is_told_and_the_conversation_resumes_after_it(
         assert STORE_UNAVAILABLE not in said
     finally:
         chat.leave()
-    slots = _tracker(instances, session_id)["slots"]  # the conversation went on where it was
+    slots = instances.tracker(session_id)["slots"]  # the conversation went on where it was
     assert slots["customer_verified"] is True and slots["requested_slot"] == "refund_amount", slots
     assert [turn[0] for turn in turns(instances.events(session_id))] == [
         f"user:{REFUND}", "user:alice@example.com"]  # the turn told to come again was not stored
